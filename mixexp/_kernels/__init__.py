@@ -1,0 +1,183 @@
+"""Checked Python wrappers around the Numba kernels.
+
+Each wrapper makes its inputs float64 and C-contiguous, allocates the outputs and
+the per-block partial sums, calls the private kernel, and adds the blocks up in
+block order (deterministic whatever the thread count). Kernels compile lazily on
+first call and are cached on disk (see :mod:`mixexp._kernels._config`).
+"""
+
+import numpy as np
+
+from . import _kernels as _k
+from ._config import n_blocks
+
+__all__ = [
+    "e_step",
+    "fused_softmax_gaussian",
+    "gaussian_log_prob",
+    "linear_stats",
+    "log_softmax_linear",
+    "softmax_gate_stats",
+]
+
+
+def _f64(a):
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _symmetrize_upper(a):
+    """Full symmetric matrices from upper triangles (last two axes)."""
+    diag = np.diagonal(a, axis1=-2, axis2=-1)
+    full = a + np.swapaxes(a, -1, -2)
+    idx = np.arange(a.shape[-1])
+    full[..., idx, idx] = diag
+    return full
+
+
+def _symmetrize_block_upper(h, p):
+    """Full Hessian from its upper block triangle (diagonal blocks are full)."""
+    full = h + h.T
+    for k in range(h.shape[0] // p):
+        s = slice(k * p, (k + 1) * p)
+        full[s, s] = h[s, s]
+    return full
+
+
+def e_step(log_gate, log_prob, sample_weight):
+    """Posterior responsibilities and log-likelihood from (n, K) log arrays.
+
+    Returns
+    -------
+    resp : ndarray of shape (n, K)
+    ll_rows : ndarray of shape (n,)
+        log p(y_i | x_i) per row.
+    total : float
+        sum_i w_i log p(y_i | x_i).
+    """
+    log_gate = _f64(log_gate)
+    log_prob = _f64(log_prob)
+    sample_weight = _f64(sample_weight)
+    n, K = log_gate.shape
+    if log_prob.shape != (n, K) or sample_weight.shape != (n,):
+        raise ValueError("e_step: log_gate, log_prob and sample_weight disagree in shape")
+    resp = np.empty((n, K))
+    ll_rows = np.empty(n)
+    blocks = np.zeros(n_blocks(n))
+    _k.e_step(log_gate, log_prob, sample_weight, resp, ll_rows, blocks)
+    return resp, ll_rows, float(blocks.sum())
+
+
+def log_softmax_linear(X, coef, resp=None, sample_weight=None):
+    """Row log-softmax of ``X @ coef.T``, and optionally sum_i w_i sum_k r_ik log g_ik.
+
+    Returns
+    -------
+    log_gate : ndarray of shape (n, K)
+    objective : float or None
+    """
+    X = _f64(X)
+    coef = _f64(coef)
+    n = X.shape[0]
+    K = coef.shape[0]
+    out = np.empty((n, K))
+    blocks = np.zeros(n_blocks(n))
+    with_objective = resp is not None
+    if with_objective:
+        resp = _f64(resp)
+        sample_weight = _f64(sample_weight)
+    else:
+        resp = np.zeros((1, 1))
+        sample_weight = np.zeros(1)
+    _k.log_softmax_linear(X, coef, resp, sample_weight, out, blocks, with_objective)
+    return out, (float(blocks.sum()) if with_objective else None)
+
+
+def softmax_gate_stats(X, log_gate, resp, sample_weight):
+    """Value, gradient (K-1, p) and negative Hessian ((K-1)p, (K-1)p) of the gate objective.
+
+    The objective is sum_i w_i sum_k r_ik log g_k(x_i) with expert 0 as reference.
+    """
+    X = _f64(X)
+    log_gate = _f64(log_gate)
+    resp = _f64(resp)
+    sample_weight = _f64(sample_weight)
+    n, p = X.shape
+    K = log_gate.shape[1]
+    nb = n_blocks(n)
+    grad = np.zeros((nb, K - 1, p))
+    hess = np.zeros((nb, (K - 1) * p, (K - 1) * p))
+    q = np.zeros(nb)
+    _k.softmax_gate_stats(X, log_gate, resp, sample_weight, grad, hess, q)
+    return float(q.sum()), grad.sum(axis=0), _symmetrize_block_upper(hess.sum(axis=0), p)
+
+
+def gaussian_log_prob(X, y, coef, var):
+    """(n, K) array of log N(y_i; x_i . coef_k, var_k)."""
+    X = _f64(X)
+    out = np.empty((X.shape[0], coef.shape[0]))
+    return _k.gaussian_log_prob(X, _f64(y), _f64(coef), _f64(var), out)
+
+
+def linear_stats(X, y, resp, sample_weight):
+    """Weighted moments per expert: gram (K, p, p), xy (K, p), yy (K,), nk (K,)."""
+    X = _f64(X)
+    n, p = X.shape
+    K = resp.shape[1]
+    nb = n_blocks(n)
+    gram = np.zeros((nb, K, p, p))
+    xy = np.zeros((nb, K, p))
+    yy = np.zeros((nb, K))
+    nk = np.zeros((nb, K))
+    _k.linear_stats(X, _f64(y), _f64(resp), _f64(sample_weight), gram, xy, yy, nk)
+    return (
+        _symmetrize_upper(gram.sum(axis=0)),
+        xy.sum(axis=0),
+        yy.sum(axis=0),
+        nk.sum(axis=0),
+    )
+
+
+def fused_softmax_gaussian(Xg, log_gate, Xe, y, coef, var, sample_weight):
+    """E-step and all M-step statistics for a softmax gate with Gaussian experts.
+
+    Returns
+    -------
+    resp, ll_rows, total
+        As :func:`e_step`.
+    gate_stats : tuple (objective, grad, hess)
+        As :func:`softmax_gate_stats`, at the gate's current parameters.
+    expert_stats : tuple (gram, xy, yy, nk)
+        As :func:`linear_stats`, with the new responsibilities.
+    """
+    Xg = _f64(Xg)
+    Xe = _f64(Xe)
+    n, pg = Xg.shape
+    pe = Xe.shape[1]
+    K = coef.shape[0]
+    nb = n_blocks(n)
+    resp = np.empty((n, K))
+    ll_rows = np.empty(n)
+    blocks = np.zeros(nb)
+    q = np.zeros(nb)
+    grad = np.zeros((nb, K - 1, pg))
+    hess = np.zeros((nb, (K - 1) * pg, (K - 1) * pg))
+    gram = np.zeros((nb, K, pe, pe))
+    xy = np.zeros((nb, K, pe))
+    yy = np.zeros((nb, K))
+    nk = np.zeros((nb, K))
+    _k.fused_softmax_gaussian(
+        Xg, _f64(log_gate), Xe, _f64(y), _f64(coef), _f64(var), _f64(sample_weight),
+        resp, ll_rows, blocks, grad, hess, q, gram, xy, yy, nk,
+    )
+    gate_stats = (
+        float(q.sum()),
+        grad.sum(axis=0),
+        _symmetrize_block_upper(hess.sum(axis=0), pg),
+    )
+    expert_stats = (
+        _symmetrize_upper(gram.sum(axis=0)),
+        xy.sum(axis=0),
+        yy.sum(axis=0),
+        nk.sum(axis=0),
+    )
+    return resp, ll_rows, float(blocks.sum()), gate_stats, expert_stats
