@@ -27,11 +27,13 @@ from .gates import SoftmaxGate
 from .solvers import Design, e_step_pass, run_em
 
 _INIT_METHODS = ("kmeans", "random")
+_KMEANS_MAX_ROWS = 20_000
 
 
-def _one_hot(labels, n_columns):
-    resp = np.zeros((labels.shape[0], n_columns))
-    resp[np.arange(labels.shape[0]), labels] = 1.0
+def _one_hot(labels, n_experts):
+    """(K, n) hard responsibilities."""
+    resp = np.zeros((n_experts, labels.shape[0]))
+    resp[labels, np.arange(labels.shape[0])] = 1.0
     return resp
 
 
@@ -108,13 +110,18 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
 
     # -- design ------------------------------------------------------------------
     def _design(self, X):
+        """Feature-major gate and expert designs (p, n), constant row first."""
         n = X.shape[0]
-        ones = np.ones((n, 1))
-        Xg = np.hstack([ones, X[:, self.gate_feature_indices_]])
-        Xe = X[:, self.expert_feature_indices_]
-        if self.fit_intercept:
-            Xe = np.hstack([ones, Xe])
-        return np.ascontiguousarray(Xg), np.ascontiguousarray(Xe)
+        XT = X.T
+        XgT = np.empty((1 + self.gate_feature_indices_.size, n))
+        XgT[0] = 1.0
+        XgT[1:] = XT[self.gate_feature_indices_]
+        off = int(self.fit_intercept)
+        XeT = np.empty((off + self.expert_feature_indices_.size, n))
+        if off:
+            XeT[0] = 1.0
+        XeT[off:] = XT[self.expert_feature_indices_]
+        return XgT, XeT
 
     def _validate_X(self, X):
         check_is_fitted(self)
@@ -196,8 +203,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                     init_resp, cluster_data, data, random_state
                 )
                 gate, experts = self._make_gate(), self._make_experts()
-                experts.initialize(data.Xe, data.y, resp, data.sample_weight)
-                gate.initialize(data.Xg, resp, data.sample_weight)
+                experts.initialize(data.XeT, data.y, resp, data.sample_weight)
+                gate.initialize(data.XgT, resp, data.sample_weight)
             label = f"[init {run + 1}/{n_init}] " if n_init > 1 else ""
             result = run_em(gate, experts, data, self.max_iter, self.tol, self.verbose, label)
             if best is None or result.lower_bound > best[0].lower_bound:
@@ -234,7 +241,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         sums = resp.sum(axis=1, keepdims=True)
         if (sums <= 0).any():
             raise ValueError("every row of the init responsibilities must have a positive sum.")
-        return resp / sums
+        return np.ascontiguousarray((resp / sums).T)
 
     def _initial_responsibilities(self, init_resp, cluster_data, data, random_state):
         if init_resp is not None:
@@ -242,33 +249,38 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         n = data.y.shape[0]
         K = self.n_experts
         if self.init == "random":
-            resp = random_state.uniform(size=(n, K))
-            return resp / resp.sum(axis=1, keepdims=True)
+            resp = random_state.uniform(size=(K, n))
+            return resp / resp.sum(axis=0, keepdims=True)
         seed = random_state.randint(np.iinfo(np.int32).max)
+        # k-means on a subsample of at most _KMEANS_MAX_ROWS rows: a start only
+        # needs the cluster centres, and every row is then assigned to the nearest.
+        rows = np.arange(n)
+        if n > _KMEANS_MAX_ROWS:
+            rows = np.sort(random_state.choice(n, _KMEANS_MAX_ROWS, replace=False))
         with warnings.catch_warnings():
             # duplicate rows can give fewer distinct clusters than n_experts;
             # the empty experts then start from the 10*eps guard in the M-step.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            labels = KMeans(n_clusters=K, n_init=1, random_state=seed).fit(
-                cluster_data, sample_weight=data.sample_weight
-            ).labels_
+            km = KMeans(n_clusters=K, n_init=1, random_state=seed).fit(
+                cluster_data[rows], sample_weight=data.sample_weight[rows]
+            )
+        labels = km.labels_ if rows.size == n else km.predict(cluster_data)
         return _one_hot(labels, K)
 
     def _warm_start_compatible(self, previous, data):
         gate, experts = previous[0], previous[1]
         return (
-            gate.coef.shape == (self.n_experts, data.Xg.shape[1])
-            and experts.coef.shape == (self.n_experts, data.Xe.shape[1])
+            gate.coef.shape == (self.n_experts, data.XgT.shape[0])
+            and experts.coef.shape == (self.n_experts, data.XeT.shape[0])
             and type(experts) is type(self._make_experts())
         )
 
     # -- prediction plumbing -------------------------------------------------------
     def _posterior(self, X, y):
         X, y = self._validate_X_y(X, y)
-        Xg, Xe = self._design(X)
-        data = Design(Xg, Xe, y, np.ones(X.shape[0]))
+        data = Design(*self._design(X), y, np.ones(X.shape[0]))
         resp, ll_rows, _, _, _ = e_step_pass(self.gate_, self.experts_, data, with_stats=False)
-        return resp, ll_rows
+        return resp.T, ll_rows
 
     def predict_gate(self, X):
         """Gate probabilities g_k(x) of each expert.
@@ -283,8 +295,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
             Rows sum to one.
         """
         X = self._validate_X(X)
-        Xg, _ = self._design(X)
-        return np.exp(self.gate_.log_weights(Xg))
+        XgT, _ = self._design(X)
+        return self.gate_.evaluate(XgT).prob.T
 
     def predict_responsibilities(self, X, y):
         """Posterior probability that expert k generated y_i given x_i.

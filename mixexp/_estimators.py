@@ -217,8 +217,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         means : ndarray of shape (n_samples, n_experts)
         """
         X = self._validate_X(X)
-        _, Xe = self._design(X)
-        return self.experts_.mean(Xe)
+        _, XeT = self._design(X)
+        return self.experts_.mean(XeT).T
 
     def predict(self, X):
         """Predicted mean E[y | x] = sum_k g_k(x) mu_k(x).
@@ -232,6 +232,6 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         y_pred : ndarray of shape (n_samples,)
         """
         X = self._validate_X(X)
-        Xg, Xe = self._design(X)
-        gate = np.exp(self.gate_.log_weights(Xg))
-        return np.einsum("nk,nk->n", gate, self.experts_.mean(Xe))
+        XgT, XeT = self._design(X)
+        gate = self.gate_.evaluate(XgT).prob
+        return np.einsum("kn,kn->n", gate, self.experts_.mean(XeT))

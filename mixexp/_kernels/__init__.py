@@ -1,9 +1,11 @@
 """Checked Python wrappers around the Numba kernels.
 
-Each wrapper makes its inputs float64 and C-contiguous, allocates the outputs and
-the per-block partial sums, calls the private kernel, and adds the blocks up in
-block order (deterministic whatever the thread count). Kernels compile lazily on
-first call and are cached on disk (see :mod:`mixexp._kernels._config`).
+Layout: designs are feature-major ``XT`` of shape (p, n); per-expert arrays
+are expert-major, shape (K, n). Each wrapper makes its inputs float64 and
+C-contiguous, allocates the outputs and the per-block partial sums, calls the
+private kernel, and adds the blocks up in block order (deterministic whatever
+the thread count). Kernels compile lazily on first call and are cached on disk
+(see :mod:`mixexp._kernels._config`).
 """
 
 import numpy as np
@@ -27,7 +29,7 @@ def _f64(a):
 
 def _symmetrize_upper(a):
     """Full symmetric matrices from upper triangles (last two axes)."""
-    diag = np.diagonal(a, axis1=-2, axis2=-1)
+    diag = np.diagonal(a, axis1=-2, axis2=-1).copy()
     full = a + np.swapaxes(a, -1, -2)
     idx = np.arange(a.shape[-1])
     full[..., idx, idx] = diag
@@ -44,42 +46,46 @@ def _symmetrize_block_upper(h, p):
 
 
 def e_step(log_gate, log_prob, sample_weight):
-    """Posterior responsibilities and log-likelihood from (n, K) log arrays.
+    """Posterior responsibilities and log-likelihood from (K, n) log arrays.
 
     Returns
     -------
-    resp : ndarray of shape (n, K)
+    resp : ndarray of shape (K, n)
     ll_rows : ndarray of shape (n,)
-        log p(y_i | x_i) per row.
+        log p(y_i | x_i) per sample.
     total : float
         sum_i w_i log p(y_i | x_i).
     """
     log_gate = _f64(log_gate)
     log_prob = _f64(log_prob)
     sample_weight = _f64(sample_weight)
-    n, K = log_gate.shape
-    if log_prob.shape != (n, K) or sample_weight.shape != (n,):
+    K, n = log_gate.shape
+    if log_prob.shape != (K, n) or sample_weight.shape != (n,):
         raise ValueError("e_step: log_gate, log_prob and sample_weight disagree in shape")
-    resp = np.empty((n, K))
+    resp = np.empty((K, n))
     ll_rows = np.empty(n)
     blocks = np.zeros(n_blocks(n))
     _k.e_step(log_gate, log_prob, sample_weight, resp, ll_rows, blocks)
     return resp, ll_rows, float(blocks.sum())
 
 
-def log_softmax_linear(X, coef, resp=None, sample_weight=None):
-    """Row log-softmax of ``X @ coef.T``, and optionally sum_i w_i sum_k r_ik log g_ik.
+def log_softmax_linear(XT, coef, resp=None, sample_weight=None):
+    """Row log-softmax of the logits ``coef @ XT``, and optionally the gate objective.
 
     Returns
     -------
-    log_gate : ndarray of shape (n, K)
+    log_gate : ndarray of shape (K, n)
+    gate_prob : ndarray of shape (K, n)
+        ``exp(log_gate)``, computed on the way.
     objective : float or None
+        sum_i w_i sum_k r_ki log g_ki when ``resp`` is given.
     """
-    X = _f64(X)
+    XT = _f64(XT)
     coef = _f64(coef)
-    n = X.shape[0]
+    n = XT.shape[1]
     K = coef.shape[0]
-    out = np.empty((n, K))
+    log_out = np.empty((K, n))
+    prob_out = np.empty((K, n))
     blocks = np.zeros(n_blocks(n))
     with_objective = resp is not None
     if with_objective:
@@ -88,47 +94,47 @@ def log_softmax_linear(X, coef, resp=None, sample_weight=None):
     else:
         resp = np.zeros((1, 1))
         sample_weight = np.zeros(1)
-    _k.log_softmax_linear(X, coef, resp, sample_weight, out, blocks, with_objective)
-    return out, (float(blocks.sum()) if with_objective else None)
+    _k.log_softmax_linear(XT, coef, resp, sample_weight, log_out, prob_out, blocks, with_objective)
+    return log_out, prob_out, (float(blocks.sum()) if with_objective else None)
 
 
-def softmax_gate_stats(X, log_gate, resp, sample_weight):
+def softmax_gate_stats(XT, log_gate, gate_prob, resp, sample_weight):
     """Value, gradient (K-1, p) and negative Hessian ((K-1)p, (K-1)p) of the gate objective.
 
-    The objective is sum_i w_i sum_k r_ik log g_k(x_i) with expert 0 as reference.
+    The objective is sum_i w_i sum_k r_ki log g_k(x_i) with expert 0 as reference.
     """
-    X = _f64(X)
-    log_gate = _f64(log_gate)
-    resp = _f64(resp)
-    sample_weight = _f64(sample_weight)
-    n, p = X.shape
-    K = log_gate.shape[1]
+    XT = _f64(XT)
+    p, n = XT.shape
+    K = log_gate.shape[0]
     nb = n_blocks(n)
     grad = np.zeros((nb, K - 1, p))
     hess = np.zeros((nb, (K - 1) * p, (K - 1) * p))
     q = np.zeros(nb)
-    _k.softmax_gate_stats(X, log_gate, resp, sample_weight, grad, hess, q)
+    _k.softmax_gate_stats(
+        XT, _f64(log_gate), _f64(gate_prob), _f64(resp), _f64(sample_weight), grad, hess, q
+    )
     return float(q.sum()), grad.sum(axis=0), _symmetrize_block_upper(hess.sum(axis=0), p)
 
 
-def gaussian_log_prob(X, y, coef, var):
-    """(n, K) array of log N(y_i; x_i . coef_k, var_k)."""
-    X = _f64(X)
-    out = np.empty((X.shape[0], coef.shape[0]))
-    return _k.gaussian_log_prob(X, _f64(y), _f64(coef), _f64(var), out)
+def gaussian_log_prob(XT, y, coef, var):
+    """(K, n) array of log N(y_i; x_i . coef_k, var_k)."""
+    XT = _f64(XT)
+    out = np.empty((coef.shape[0], XT.shape[1]))
+    _k.gaussian_log_prob(XT, _f64(y), _f64(coef), _f64(var), out)
+    return out
 
 
-def linear_stats(X, y, resp, sample_weight):
+def linear_stats(XT, y, resp, sample_weight):
     """Weighted moments per expert: gram (K, p, p), xy (K, p), yy (K,), nk (K,)."""
-    X = _f64(X)
-    n, p = X.shape
-    K = resp.shape[1]
+    XT = _f64(XT)
+    p, n = XT.shape
+    K = resp.shape[0]
     nb = n_blocks(n)
     gram = np.zeros((nb, K, p, p))
     xy = np.zeros((nb, K, p))
     yy = np.zeros((nb, K))
     nk = np.zeros((nb, K))
-    _k.linear_stats(X, _f64(y), _f64(resp), _f64(sample_weight), gram, xy, yy, nk)
+    _k.linear_stats(XT, _f64(y), _f64(resp), _f64(sample_weight), gram, xy, yy, nk)
     return (
         _symmetrize_upper(gram.sum(axis=0)),
         xy.sum(axis=0),
@@ -137,7 +143,7 @@ def linear_stats(X, y, resp, sample_weight):
     )
 
 
-def fused_softmax_gaussian(Xg, log_gate, Xe, y, coef, var, sample_weight):
+def fused_softmax_gaussian(XgT, log_gate, gate_prob, XeT, y, coef, var, sample_weight):
     """E-step and all M-step statistics for a softmax gate with Gaussian experts.
 
     Returns
@@ -149,13 +155,13 @@ def fused_softmax_gaussian(Xg, log_gate, Xe, y, coef, var, sample_weight):
     expert_stats : tuple (gram, xy, yy, nk)
         As :func:`linear_stats`, with the new responsibilities.
     """
-    Xg = _f64(Xg)
-    Xe = _f64(Xe)
-    n, pg = Xg.shape
-    pe = Xe.shape[1]
+    XgT = _f64(XgT)
+    XeT = _f64(XeT)
+    pg, n = XgT.shape
+    pe = XeT.shape[0]
     K = coef.shape[0]
     nb = n_blocks(n)
-    resp = np.empty((n, K))
+    resp = np.empty((K, n))
     ll_rows = np.empty(n)
     blocks = np.zeros(nb)
     q = np.zeros(nb)
@@ -166,8 +172,8 @@ def fused_softmax_gaussian(Xg, log_gate, Xe, y, coef, var, sample_weight):
     yy = np.zeros((nb, K))
     nk = np.zeros((nb, K))
     _k.fused_softmax_gaussian(
-        Xg, _f64(log_gate), Xe, _f64(y), _f64(coef), _f64(var), _f64(sample_weight),
-        resp, ll_rows, blocks, grad, hess, q, gram, xy, yy, nk,
+        XgT, _f64(log_gate), _f64(gate_prob), XeT, _f64(y), _f64(coef), _f64(var),
+        _f64(sample_weight), resp, ll_rows, blocks, grad, hess, q, gram, xy, yy, nk,
     )
     gate_stats = (
         float(q.sum()),

@@ -1,12 +1,18 @@
 """Numba kernels: the E-step and the sufficient statistics of the M-steps.
 
-Every kernel loops over fixed blocks of ``BLOCK`` rows in parallel (``prange``);
-each block writes only its own rows and its own slot of the per-block partial
-sums, which the Python wrappers in :mod:`mixexp._kernels` add up in block order.
-Results are therefore identical whatever the number of threads.
+Layout: designs are feature-major, ``XT`` of shape (p, n); per-expert arrays
+(log-weights, gate probabilities, log-densities, responsibilities) are
+expert-major, shape (K, n). Inner loops then run over contiguous rows of a
+block and vectorise.
 
-Row-level helpers (``_row_*``) are shared by the stand-alone kernels and by the
-fused kernel, so the maths of each part is written once.
+Every kernel loops over fixed blocks of ``BLOCK`` samples in parallel
+(``prange``); a block writes only its own samples and its own slot of the
+per-block partial sums, which the Python wrappers in :mod:`mixexp._kernels` add
+up in block order. Results are therefore identical whatever the number of
+threads.
+
+Block helpers (``_block_*``) hold the maths of each part once; the stand-alone
+kernels and the fused kernel call them.
 """
 
 import math
@@ -23,111 +29,162 @@ _pjit = njit(cache=CACHE, fastmath=FASTMATH, nogil=True, parallel=True)
 
 
 # --------------------------------------------------------------------------
-# row helpers
+# block helpers: samples i0 <= i < i1
 # --------------------------------------------------------------------------
 @_jit
-def _row_posterior(scores, resp_row):
-    """Normalise log joint scores of one row in place; return the row's log-sum-exp.
+def _block_posterior(scores, i0, i1, mx, s):
+    """Turn log joint scores (K, n) into posteriors in place on [i0, i1).
 
-    ``scores`` holds log g_k + log f_k; on return ``resp_row`` holds the posterior.
-    A row whose scores are all ``-inf`` gets uniform responsibilities and ``-inf``.
+    Returns nothing; ``mx`` receives the row log-sum-exp (-inf where every
+    score is -inf; those rows get uniform responsibilities).
     """
     K = scores.shape[0]
-    m = -np.inf
+    for i in range(i0, i1):
+        mx[i - i0] = -np.inf
+        s[i - i0] = 0.0
     for k in range(K):
-        if scores[k] > m:
-            m = scores[k]
-    if m == -np.inf:
-        for k in range(K):
-            resp_row[k] = 1.0 / K
-        return -np.inf
-    s = 0.0
+        for i in range(i0, i1):
+            v = scores[k, i]
+            if v > mx[i - i0]:
+                mx[i - i0] = v
     for k in range(K):
-        s += math.exp(scores[k] - m)
-    lse = m + math.log(s)
-    for k in range(K):
-        resp_row[k] = math.exp(scores[k] - lse)
-    return lse
+        for i in range(i0, i1):
+            e = math.exp(scores[k, i] - mx[i - i0])
+            scores[k, i] = e
+            s[i - i0] += e
+    for i in range(i0, i1):
+        if mx[i - i0] == -np.inf:
+            for k in range(K):
+                scores[k, i] = 1.0 / K
+        else:
+            inv = 1.0 / s[i - i0]
+            for k in range(K):
+                scores[k, i] *= inv
+            mx[i - i0] += math.log(s[i - i0])
 
 
 @_jit
-def _row_gaussian_log_prob(x, y, coef, log_var, inv_var, out):
-    """log N(y; x . coef_k, var_k) for every expert k of one row."""
-    K, p = coef.shape
-    for k in range(K):
-        mu = 0.0
-        for j in range(p):
-            mu += x[j] * coef[k, j]
-        r = y - mu
-        out[k] = -0.5 * (_LOG_2PI + log_var[k]) - 0.5 * r * r * inv_var[k]
+def _block_linear(XT, coef, k, i0, i1, out):
+    """out[i - i0] = x_i . coef[k] on [i0, i1)."""
+    p = XT.shape[0]
+    for i in range(i0, i1):
+        out[i - i0] = 0.0
+    for j in range(p):
+        c = coef[k, j]
+        for i in range(i0, i1):
+            out[i - i0] += c * XT[j, i]
 
 
 @_jit
-def _row_linear_stats(x, y, w, resp_row, gram, xy, yy, nk):
-    """Add one row's weighted moments: gram_k += w r_k x x', xy_k += w r_k x y, ..."""
-    K = resp_row.shape[0]
-    p = x.shape[0]
+def _block_gaussian_log_prob(XT, y, coef, var, i0, i1, out, mu):
+    """out[k, i] = log N(y_i; x_i . coef_k, var_k) on [i0, i1)."""
+    K = coef.shape[0]
     for k in range(K):
-        wr = w * resp_row[k]
-        if wr == 0.0:
-            continue
-        nk[k] += wr
-        yy[k] += wr * y * y
+        _block_linear(XT, coef, k, i0, i1, mu)
+        c0 = -0.5 * (_LOG_2PI + math.log(var[k]))
+        h = 0.5 / var[k]
+        for i in range(i0, i1):
+            r = y[i] - mu[i - i0]
+            out[k, i] = c0 - h * r * r
+
+
+@_jit
+def _block_linear_stats(XT, y, sw, resp, i0, i1, gram, xy, yy, nk, wr, t):
+    """Weighted moments of each expert on [i0, i1) (upper triangle of gram)."""
+    p = XT.shape[0]
+    K = resp.shape[0]
+    for k in range(K):
+        sn = 0.0
+        sy = 0.0
+        for i in range(i0, i1):
+            v = sw[i] * resp[k, i]
+            wr[i - i0] = v
+            sn += v
+            sy += v * y[i] * y[i]
+        nk[k] = sn
+        yy[k] = sy
         for a in range(p):
-            xa = wr * x[a]
-            xy[k, a] += xa * y
+            sxy = 0.0
+            for i in range(i0, i1):
+                v = wr[i - i0] * XT[a, i]
+                t[i - i0] = v
+                sxy += v * y[i]
+            xy[k, a] = sxy
             for c in range(a, p):
-                gram[k, a, c] += xa * x[c]
+                acc = 0.0
+                for i in range(i0, i1):
+                    acc += t[i - i0] * XT[c, i]
+                gram[k, a, c] = acc
 
 
 @_jit
-def _row_softmax_stats(x, w, resp_row, log_gate_row, g, grad, hess):
-    """Add one row's gradient and negative Hessian of sum_k r_k log g_k.
+def _block_softmax_stats(XT, sw, resp, log_gate, gate_prob, i0, i1, grad, hess, u):
+    """Objective, gradient and upper-block negative Hessian of the gate on [i0, i1).
 
-    Expert 0 is the reference (its logits are fixed at zero), so the free
-    parameters are experts 1..K-1; ``hess`` gets the upper block triangle only.
-    Returns the row's weighted objective w sum_k r_k log g_k.
+    Objective: sum_i w_i sum_k r_ik log g_ik. Expert 0 is the reference; the
+    free parameters are experts 1..K-1, row-major in ``grad`` (K-1, p).
     """
-    K = resp_row.shape[0]
-    p = x.shape[0]
+    p = XT.shape[0]
+    K = resp.shape[0]
     q = 0.0
     for k in range(K):
-        g[k] = math.exp(log_gate_row[k])
-        if resp_row[k] != 0.0:
-            q += resp_row[k] * log_gate_row[k]
+        for i in range(i0, i1):
+            r = resp[k, i]
+            if r != 0.0 and sw[i] != 0.0:
+                q += sw[i] * r * log_gate[k, i]
     for k in range(1, K):
-        a = w * (resp_row[k] - g[k])
+        for i in range(i0, i1):
+            u[i - i0] = sw[i] * (resp[k, i] - gate_prob[k, i])
         for j in range(p):
-            grad[k - 1, j] += a * x[j]
+            acc = 0.0
+            for i in range(i0, i1):
+                acc += u[i - i0] * XT[j, i]
+            grad[k - 1, j] = acc
         for m in range(k, K):
-            c = w * g[k] * ((1.0 if k == m else 0.0) - g[m])
+            delta = 1.0 if k == m else 0.0
+            for i in range(i0, i1):
+                u[i - i0] = sw[i] * gate_prob[k, i] * (delta - gate_prob[m, i])
             r0 = (k - 1) * p
             c0 = (m - 1) * p
-            for j in range(p):
-                cx = c * x[j]
-                for jj in range(p):
-                    hess[r0 + j, c0 + jj] += cx * x[jj]
-    return w * q
+            for a in range(p):
+                for c in range(a if k == m else 0, p):
+                    acc = 0.0
+                    for i in range(i0, i1):
+                        acc += u[i - i0] * XT[a, i] * XT[c, i]
+                    hess[r0 + a, c0 + c] = acc
+                    if k == m:
+                        hess[r0 + c, c0 + a] = acc
+    return q
 
 
 @_jit
-def _row_log_softmax(x, coef, out):
-    """out_k = x . coef_k - logsumexp_j(x . coef_j)."""
-    K, p = coef.shape
-    m = -np.inf
+def _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s):
+    """Log-softmax and softmax of the logits X coef' on [i0, i1)."""
+    K = coef.shape[0]
+    for i in range(i0, i1):
+        mx[i - i0] = -np.inf
+        s[i - i0] = 0.0
     for k in range(K):
-        z = 0.0
-        for j in range(p):
-            z += x[j] * coef[k, j]
-        out[k] = z
-        if z > m:
-            m = z
-    s = 0.0
+        _block_linear(XT, coef, k, i0, i1, s)
+        for i in range(i0, i1):
+            z = s[i - i0]
+            log_out[k, i] = z
+            mx[i - i0] = max(mx[i - i0], z)
+    for i in range(i0, i1):
+        s[i - i0] = 0.0
     for k in range(K):
-        s += math.exp(out[k] - m)
-    lse = m + math.log(s)
+        for i in range(i0, i1):
+            e = math.exp(log_out[k, i] - mx[i - i0])
+            prob_out[k, i] = e
+            s[i - i0] += e
+    for i in range(i0, i1):
+        t = s[i - i0]
+        mx[i - i0] += math.log(t)  # mx := log-sum-exp
+        s[i - i0] = 1.0 / t
     for k in range(K):
-        out[k] -= lse
+        for i in range(i0, i1):
+            log_out[k, i] -= mx[i - i0]
+            prob_out[k, i] *= s[i - i0]
 
 
 # --------------------------------------------------------------------------
@@ -135,114 +192,118 @@ def _row_log_softmax(x, coef, out):
 # --------------------------------------------------------------------------
 @_pjit
 def e_step(log_gate, log_prob, sample_weight, resp, ll_rows, ll_blocks):
-    """Generic E-step: posterior and per-row log-likelihood from (n, K) log arrays."""
-    n, K = log_gate.shape
+    """Generic E-step from (K, n) log-weights and log-densities."""
+    K, n = log_gate.shape
     for b in prange(ll_blocks.shape[0]):
-        scores = np.empty(K)
+        i0 = b * BLOCK
+        i1 = min(n, i0 + BLOCK)
+        mx = np.empty(i1 - i0)
+        s = np.empty(i1 - i0)
+        for k in range(K):
+            for i in range(i0, i1):
+                resp[k, i] = log_gate[k, i] + log_prob[k, i]
+        _block_posterior(resp, i0, i1, mx, s)
         acc = 0.0
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            for k in range(K):
-                scores[k] = log_gate[i, k] + log_prob[i, k]
-            lse = _row_posterior(scores, resp[i])
-            ll_rows[i] = lse
+        for i in range(i0, i1):
+            ll_rows[i] = mx[i - i0]
             if sample_weight[i] != 0.0:
-                acc += sample_weight[i] * lse
+                acc += sample_weight[i] * mx[i - i0]
         ll_blocks[b] = acc
 
 
 @_pjit
-def log_softmax_linear(X, coef, resp, sample_weight, out, obj_blocks, with_objective):
-    """Log-softmax of the linear logits X coef' by rows, into ``out``.
+def log_softmax_linear(XT, coef, resp, sample_weight, log_out, prob_out, obj_blocks, with_objective):
+    """Log-softmax (and softmax) of the linear logits; optionally the gate objective.
 
     With ``with_objective`` each block also adds sum_i w_i sum_k r_ik log g_ik
-    (rows with r_ik = 0 contribute nothing, even where log g_ik = -inf).
+    (terms with r_ik = 0 are zero even where log g_ik = -inf).
     """
-    n = X.shape[0]
+    n = XT.shape[1]
     K = coef.shape[0]
     for b in prange(obj_blocks.shape[0]):
+        i0 = b * BLOCK
+        i1 = min(n, i0 + BLOCK)
+        mx = np.empty(i1 - i0)
+        s = np.empty(i1 - i0)
+        _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s)
         acc = 0.0
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            _row_log_softmax(X[i], coef, out[i])
-            if with_objective and sample_weight[i] != 0.0:
-                s = 0.0
-                for k in range(K):
-                    if resp[i, k] != 0.0:
-                        s += resp[i, k] * out[i, k]
-                acc += sample_weight[i] * s
+        if with_objective:
+            for k in range(K):
+                for i in range(i0, i1):
+                    r = resp[k, i]
+                    if r != 0.0 and sample_weight[i] != 0.0:
+                        acc += sample_weight[i] * r * log_out[k, i]
         obj_blocks[b] = acc
 
 
 @_pjit
-def softmax_gate_stats(X, log_gate, resp, sample_weight, grad, hess, q_blocks):
-    """Per-block objective, gradient and negative Hessian of the softmax gate's EM objective."""
-    n = X.shape[0]
-    K = log_gate.shape[1]
-    for b in prange(grad.shape[0]):
-        g = np.empty(K)
-        acc = 0.0
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            w = sample_weight[i]
-            if w != 0.0:
-                acc += _row_softmax_stats(X[i], w, resp[i], log_gate[i], g, grad[b], hess[b])
-        q_blocks[b] = acc
+def softmax_gate_stats(XT, log_gate, gate_prob, resp, sample_weight, grad, hess, q_blocks):
+    """Per-block objective, gradient and negative Hessian of the softmax gate."""
+    n = XT.shape[1]
+    for b in prange(q_blocks.shape[0]):
+        i0 = b * BLOCK
+        i1 = min(n, i0 + BLOCK)
+        u = np.empty(i1 - i0)
+        q_blocks[b] = _block_softmax_stats(
+            XT, sample_weight, resp, log_gate, gate_prob, i0, i1, grad[b], hess[b], u
+        )
 
 
 @_pjit
-def gaussian_log_prob(X, y, coef, var, out):
-    """(n, K) log-densities of Gaussian linear experts."""
-    n = X.shape[0]
-    K = coef.shape[0]
-    log_var = np.log(var)
-    inv_var = 1.0 / var
+def gaussian_log_prob(XT, y, coef, var, out):
+    """(K, n) log-densities of Gaussian linear experts."""
+    n = XT.shape[1]
     nb = (n + BLOCK - 1) // BLOCK
     for b in prange(nb):
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            _row_gaussian_log_prob(X[i], y[i], coef, log_var, inv_var, out[i])
-    return out
+        i0 = b * BLOCK
+        i1 = min(n, i0 + BLOCK)
+        mu = np.empty(i1 - i0)
+        _block_gaussian_log_prob(XT, y, coef, var, i0, i1, out, mu)
 
 
 @_pjit
-def linear_stats(X, y, resp, sample_weight, gram, xy, yy, nk):
+def linear_stats(XT, y, resp, sample_weight, gram, xy, yy, nk):
     """Per-block weighted moments of each expert: X'RX, X'Ry, y'Ry and sum r."""
-    n = X.shape[0]
+    n = XT.shape[1]
     for b in prange(gram.shape[0]):
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            w = sample_weight[i]
-            if w != 0.0:
-                _row_linear_stats(X[i], y[i], w, resp[i], gram[b], xy[b], yy[b], nk[b])
+        i0 = b * BLOCK
+        i1 = min(n, i0 + BLOCK)
+        wr = np.empty(i1 - i0)
+        t = np.empty(i1 - i0)
+        _block_linear_stats(XT, y, sample_weight, resp, i0, i1, gram[b], xy[b], yy[b], nk[b], wr, t)
 
 
 @_pjit
 def fused_softmax_gaussian(
-    Xg, log_gate, Xe, y, coef, var, sample_weight,
+    XgT, log_gate, gate_prob, XeT, y, coef, var, sample_weight,
     resp, ll_rows, ll_blocks, grad, hess, q_blocks, gram, xy, yy, nk,
 ):
     """One pass: E-step and every sufficient statistic of the next M-step.
 
-    Computes the Gaussian expert log-densities, the posterior, the per-row
-    log-likelihood, then, with the new posterior, the experts' weighted moments
-    and the softmax gate's gradient and negative Hessian at its current
-    parameters (whose log-weights are ``log_gate``).
+    Gaussian expert log-densities, posterior, per-row log-likelihood; then,
+    with the new posterior, the experts' weighted moments and the softmax
+    gate's objective, gradient and negative Hessian at its current parameters
+    (whose log-weights and weights are ``log_gate`` and ``gate_prob``).
     """
-    n = Xg.shape[0]
+    n = XgT.shape[1]
     K = coef.shape[0]
-    log_var = np.log(var)
-    inv_var = 1.0 / var
     for b in prange(ll_blocks.shape[0]):
-        scores = np.empty(K)
-        g = np.empty(K)
+        i0 = b * BLOCK
+        i1 = min(n, i0 + BLOCK)
+        mx = np.empty(i1 - i0)
+        s = np.empty(i1 - i0)
+        _block_gaussian_log_prob(XeT, y, coef, var, i0, i1, resp, mx)
+        for k in range(K):
+            for i in range(i0, i1):
+                resp[k, i] += log_gate[k, i]
+        _block_posterior(resp, i0, i1, mx, s)
         acc = 0.0
-        qacc = 0.0
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            _row_gaussian_log_prob(Xe[i], y[i], coef, log_var, inv_var, scores)
-            for k in range(K):
-                scores[k] += log_gate[i, k]
-            lse = _row_posterior(scores, resp[i])
-            ll_rows[i] = lse
-            w = sample_weight[i]
-            if w != 0.0:
-                acc += w * lse
-                _row_linear_stats(Xe[i], y[i], w, resp[i], gram[b], xy[b], yy[b], nk[b])
-                qacc += _row_softmax_stats(Xg[i], w, resp[i], log_gate[i], g, grad[b], hess[b])
+        for i in range(i0, i1):
+            ll_rows[i] = mx[i - i0]
+            if sample_weight[i] != 0.0:
+                acc += sample_weight[i] * mx[i - i0]
         ll_blocks[b] = acc
-        q_blocks[b] = qacc
+        _block_linear_stats(XeT, y, sample_weight, resp, i0, i1, gram[b], xy[b], yy[b], nk[b], mx, s)
+        q_blocks[b] = _block_softmax_stats(
+            XgT, sample_weight, resp, log_gate, gate_prob, i0, i1, grad[b], hess[b], mx
+        )

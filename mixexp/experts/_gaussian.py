@@ -45,7 +45,8 @@ class GaussianExperts:
 
     Expert k models ``y = x . beta_k + e``, ``e ~ N(0, sigma_k^2)``, on a design
     ``x`` (with a constant column when the estimator fits intercepts). The
-    M-step is weighted least squares with a variance floor.
+    M-step is weighted least squares with a variance floor. Designs are
+    feature-major ``XT`` (p, n); per-expert outputs are expert-major (K, n).
 
     Parameters
     ----------
@@ -74,31 +75,31 @@ class GaussianExperts:
         """Number of free parameters: K coefficient vectors and K variances."""
         return self.coef.size + self.var.size
 
-    def initialize(self, X, y, resp, sample_weight):
+    def initialize(self, XT, y, resp, sample_weight):
         """Set the variance floor from y and fit the experts to responsibilities."""
         w = sample_weight / sample_weight.sum()
         mean = float(w @ y)
         var_y = float(w @ (y - mean) ** 2)
         self.var_floor = self.reg_covar * (var_y if var_y > 0 else 1.0)
-        self.m_step(X, y, resp, sample_weight)
+        self.m_step(XT, y, resp, sample_weight)
 
-    def log_prob(self, X, y):
-        """(n, K) log-densities log N(y_i; x_i . beta_k, sigma_k^2)."""
-        return gaussian_log_prob(X, y, self.coef, self.var)
+    def log_prob(self, XT, y):
+        """(K, n) log-densities log N(y_i; x_i . beta_k, sigma_k^2)."""
+        return gaussian_log_prob(XT, y, self.coef, self.var)
 
-    def m_step(self, X, y, resp, sample_weight, stats=None):
+    def m_step(self, XT, y, resp, sample_weight, stats=None):
         """Weighted least squares per expert (moments from ``stats`` if given)."""
         if stats is None:
-            stats = linear_stats(X, y, resp, sample_weight)
+            stats = linear_stats(XT, y, resp, sample_weight)
         self.coef, self.var = _solve_weighted_least_squares(*stats, self.var_floor)
 
-    def mean(self, X):
-        """(n, K) expert means x_i . beta_k."""
-        return np.asarray(X) @ self.coef.T
+    def mean(self, XT):
+        """(K, n) expert means x_i . beta_k."""
+        return self.coef @ XT
 
-    def variance(self, X):
-        """(n, K) expert variances (constant in x)."""
-        return np.broadcast_to(self.var, (np.asarray(X).shape[0], self.n_experts)).copy()
+    def variance(self, XT):
+        """(K, n) expert variances (constant in x)."""
+        return np.repeat(self.var[:, None], XT.shape[1], axis=1)
 
     def get_flat(self):
         """Coefficients then log-variances as a flat vector."""

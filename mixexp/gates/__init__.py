@@ -1,5 +1,5 @@
 """Gates: the mixing weights g_k(x) of a mixture of experts."""
 
-from ._softmax import SoftmaxGate
+from ._softmax import GateEval, SoftmaxGate
 
-__all__ = ["SoftmaxGate"]
+__all__ = ["GateEval", "SoftmaxGate"]

@@ -1,5 +1,7 @@
 """Softmax gate: multinomial logistic mixing weights fitted by Newton/IRLS."""
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._kernels import log_softmax_linear, softmax_gate_stats
@@ -7,11 +9,19 @@ from .._kernels import log_softmax_linear, softmax_gate_stats
 _MAX_HALVINGS = 30
 
 
+class GateEval(NamedTuple):
+    """A gate evaluated on a design: log-weights and weights, each (K, n)."""
+
+    log: np.ndarray
+    prob: np.ndarray
+
+
 class SoftmaxGate:
     """Softmax (multinomial logistic) gate.
 
     ``g_k(x) = exp(x . w_k) / sum_j exp(x . w_j)`` on a design ``x`` whose first
-    column is the constant 1. Softmax gates are identifiable only up to a common
+    column is the constant 1. Like every part, it works on feature-major
+    designs ``XT`` of shape (p, n) and returns expert-major arrays (K, n). Softmax gates are identifiable only up to a common
     shift of the ``w_k``; expert 0 is the reference, its row of ``coef`` is fixed
     at zero (flexmix's convention).
 
@@ -49,31 +59,36 @@ class SoftmaxGate:
         """Number of free parameters, (K - 1) * n_design_features."""
         return (self.n_experts - 1) * self.coef.shape[1]
 
-    def initialize(self, X, resp, sample_weight, max_steps=10):
+    def initialize(self, XT, resp, sample_weight, max_steps=3):
         """Fit the gate to responsibilities from scratch (coefficients start at 0)."""
-        self.coef = np.zeros((self.n_experts, X.shape[1]))
-        return self.m_step(X, resp, sample_weight, max_steps=max_steps)
+        self.coef = np.zeros((self.n_experts, XT.shape[0]))
+        return self.m_step(XT, resp, sample_weight, max_steps=max_steps)
 
-    def log_weights(self, X):
-        """Log mixing weights, an (n, K) array of log g_k(x_i)."""
-        return log_softmax_linear(X, self.coef)[0]
+    def evaluate(self, XT):
+        """Log-weights and weights on a design, as a :class:`GateEval`."""
+        log, prob, _ = log_softmax_linear(XT, self.coef)
+        return GateEval(log, prob)
+
+    def log_weights(self, XT):
+        """Log mixing weights, a (K, n) array of log g_k(x_i)."""
+        return self.evaluate(XT).log
 
     def penalty_value(self):
         """The penalty term subtracted from the log-likelihood."""
         return 0.5 * self.penalty * float(np.sum(self.coef[:, 1:] ** 2))
 
-    def m_step(self, X, resp, sample_weight, log_weights=None, stats=None, max_steps=None):
+    def m_step(self, XT, resp, sample_weight, current=None, stats=None, max_steps=None):
         """Newton steps with step halving on the penalised gate objective.
 
         Parameters
         ----------
-        X : ndarray of shape (n, p)
-            Gate design, constant first column.
-        resp : ndarray of shape (n, K)
+        XT : ndarray of shape (p, n)
+            Gate design, feature-major, constant first row.
+        resp : ndarray of shape (K, n)
             Responsibilities (soft targets).
         sample_weight : ndarray of shape (n,)
-        log_weights : ndarray of shape (n, K), optional
-            Log weights at the current coefficients, if already known.
+        current : GateEval, optional
+            The gate evaluated at the current coefficients, if already known.
         stats : tuple, optional
             ``(objective, grad, hess)`` at the current coefficients, as returned
             by :func:`mixexp._kernels.softmax_gate_stats`, if already known.
@@ -82,28 +97,28 @@ class SoftmaxGate:
 
         Returns
         -------
-        log_weights : ndarray of shape (n, K)
-            Log weights at the new coefficients.
+        GateEval
+            The gate evaluated at the new coefficients.
         """
+        if current is None:
+            current = self.evaluate(XT)
         if self.n_experts == 1:
-            return np.zeros((X.shape[0], 1))
+            return current
         steps = self.newton_steps if max_steps is None else max_steps
-        if log_weights is None:
-            log_weights = self.log_weights(X)
         for step in range(steps):
             if stats is None or step > 0:
-                stats = softmax_gate_stats(X, log_weights, resp, sample_weight)
+                stats = softmax_gate_stats(XT, current.log, current.prob, resp, sample_weight)
             q, grad, hess = stats
-            new = self._newton_update(X, resp, sample_weight, q, grad, hess)
+            new = self._newton_update(XT, resp, sample_weight, q, grad, hess)
             if new is None:
                 break
-            log_weights, gain = new
+            current, gain = new
             if gain <= 1e-12 * max(1.0, abs(q)):
                 break
-        return log_weights
+        return current
 
     # -- helpers -------------------------------------------------------------
-    def _newton_update(self, X, resp, sample_weight, q, grad, hess):
+    def _newton_update(self, XT, resp, sample_weight, q, grad, hess):
         K, p = self.coef.shape
         lam = self.penalty
         V = self.coef[1:]
@@ -125,11 +140,11 @@ class SoftmaxGate:
         for _ in range(_MAX_HALVINGS):
             coef = self.coef.copy()
             coef[1:] = V + t * delta
-            log_w, q_new = log_softmax_linear(X, coef, resp, sample_weight)
+            log_w, prob, q_new = log_softmax_linear(XT, coef, resp, sample_weight)
             new_obj = q_new - 0.5 * lam * float(np.sum(coef[:, 1:] ** 2))
             if np.isfinite(new_obj) and new_obj >= old_obj:
                 self.coef = coef
-                return log_w, new_obj - old_obj
+                return GateEval(log_w, prob), new_obj - old_obj
             t *= 0.5
         return None
 

@@ -17,10 +17,11 @@ from .._kernels import e_step, fused_softmax_gaussian
 
 @dataclass
 class Design:
-    """The data one fit works on: gate design, expert design, target, weights."""
+    """The data one fit works on: gate and expert designs (feature-major, (p, n)),
+    target and sample weights."""
 
-    Xg: np.ndarray
-    Xe: np.ndarray
+    XgT: np.ndarray
+    XeT: np.ndarray
     y: np.ndarray
     sample_weight: np.ndarray
     weight_sum: float = field(init=False)
@@ -29,35 +30,36 @@ class Design:
         self.weight_sum = float(self.sample_weight.sum())
 
 
-def _fused_softmax_gaussian(gate, experts, data, log_gate):
+def _fused_softmax_gaussian(gate, experts, data, gate_eval):
     return fused_softmax_gaussian(
-        data.Xg, log_gate, data.Xe, data.y, experts.coef, experts.var, data.sample_weight
+        data.XgT, gate_eval.log, gate_eval.prob, data.XeT, data.y,
+        experts.coef, experts.var, data.sample_weight,
     )
 
 
-#: (gate.kind, experts.kind) -> function(gate, experts, data, log_gate) returning
+#: (gate.kind, experts.kind) -> function(gate, experts, data, gate_eval) returning
 #: (resp, ll_rows, total, gate_stats, expert_stats).
 FUSED_PASSES = {("softmax", "gaussian"): _fused_softmax_gaussian}
 
 
-def e_step_pass(gate, experts, data, log_gate=None, with_stats=True):
+def e_step_pass(gate, experts, data, gate_eval=None, with_stats=True):
     """E-step at the current parameters, with M-step statistics where fused.
 
     Returns
     -------
-    resp : ndarray of shape (n, K)
+    resp : ndarray of shape (K, n)
     ll_rows : ndarray of shape (n,)
     total : float
         Weighted log-likelihood sum_i w_i log p(y_i | x_i).
     gate_stats, expert_stats : tuple or None
     """
-    if log_gate is None:
-        log_gate = gate.log_weights(data.Xg)
+    if gate_eval is None:
+        gate_eval = gate.evaluate(data.XgT)
     fused = FUSED_PASSES.get((gate.kind, experts.kind)) if with_stats else None
     if fused is not None:
-        return fused(gate, experts, data, log_gate)
-    log_prob = experts.log_prob(data.Xe, data.y)
-    resp, ll_rows, total = e_step(log_gate, log_prob, data.sample_weight)
+        return fused(gate, experts, data, gate_eval)
+    log_prob = experts.log_prob(data.XeT, data.y)
+    resp, ll_rows, total = e_step(gate_eval.log, log_prob, data.sample_weight)
     return resp, ll_rows, total, None, None
 
 
@@ -98,7 +100,7 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
         ``lower_bound`` and ``resp`` are those of the final parameters (a final
         E-step is done when the loop stops on ``max_iter``).
     """
-    log_gate = gate.log_weights(data.Xg)
+    gate_eval = gate.evaluate(data.XgT)
     history = []
     lower_bound = -np.inf
     converged = False
@@ -106,7 +108,7 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
     t0 = time.perf_counter()
     while True:
         resp, _, total, gate_stats, expert_stats = e_step_pass(
-            gate, experts, data, log_gate, with_stats=n_iter < max_iter
+            gate, experts, data, gate_eval, with_stats=n_iter < max_iter
         )
         previous, lower_bound = lower_bound, objective(gate, total, data)
         history.append(lower_bound)
@@ -117,8 +119,8 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
             break
         if n_iter >= max_iter:
             break
-        experts.m_step(data.Xe, data.y, resp, data.sample_weight, stats=expert_stats)
-        log_gate = gate.m_step(data.Xg, resp, data.sample_weight, log_gate, stats=gate_stats)
+        experts.m_step(data.XeT, data.y, resp, data.sample_weight, stats=expert_stats)
+        gate_eval = gate.m_step(data.XgT, resp, data.sample_weight, gate_eval, stats=gate_stats)
         n_iter += 1
     if verbose:
         state = "converged" if converged else "did not converge"
