@@ -218,6 +218,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                 f"iterations (last change of the mean log-likelihood {change:.3g} > tol={self.tol}). "
                 "Increase max_iter or tol, or standardise X.",
                 ConvergenceWarning,
+                stacklevel=3,
             )
         self.gate_ = gate
         self.experts_ = experts

@@ -182,6 +182,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
                 "y is constant: every expert fits it exactly and the noise variances "
                 "sit at the floor set by reg_covar.",
                 UserWarning,
+                stacklevel=4,
             )
         return y
 

@@ -42,18 +42,24 @@ def resolve_features(spec, n_features, feature_names, param):
         return np.flatnonzero(values)
     if values.dtype.kind in "iu":
         if values.min() < -n_features or values.max() >= n_features:
-            raise ValueError(f"{param} has column indices out of range for X with {n_features} features.")
+            raise ValueError(
+                f"{param} has column indices out of range for X with {n_features} features."
+            )
         idx = np.where(values < 0, values + n_features, values).astype(np.intp)
     elif values.dtype.kind in "UO" and all(isinstance(v, str) for v in values):
         if feature_names is None:
-            raise ValueError(f"{param} names columns, which needs X to be a DataFrame with string column names.")
+            raise ValueError(
+                f"{param} names columns, which needs X to be a DataFrame with string column names."
+            )
         lookup = {name: i for i, name in enumerate(feature_names)}
         missing = [v for v in values if v not in lookup]
         if missing:
             raise ValueError(f"{param} names columns not in X: {missing}.")
         idx = np.array([lookup[v] for v in values], dtype=np.intp)
     else:
-        raise TypeError(f"{param} must be None, or integer indices, column names or a boolean mask; got {spec!r}.")
+        raise TypeError(
+            f"{param} must be None, or integer indices, column names or a boolean mask; got {spec!r}."
+        )
     if np.unique(idx).size != idx.size:
         raise ValueError(f"{param} selects a column more than once.")
     return idx

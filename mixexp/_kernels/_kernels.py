@@ -35,32 +35,37 @@ _pjit = njit(cache=CACHE, fastmath=FASTMATH, nogil=True, parallel=True)
 def _block_posterior(scores, i0, i1, mx, s):
     """Turn log joint scores (K, n) into posteriors in place on [i0, i1).
 
-    Returns nothing; ``mx`` receives the row log-sum-exp (-inf where every
-    score is -inf; those rows get uniform responsibilities).
+    ``mx`` receives each row's log-sum-exp (-inf where every score is -inf;
+    those rows get uniform responsibilities).
     """
     K = scores.shape[0]
-    for i in range(i0, i1):
-        mx[i - i0] = -np.inf
-        s[i - i0] = 0.0
+    L = i1 - i0
+    for i in range(L):
+        mx[i] = -np.inf
+        s[i] = 0.0
     for k in range(K):
-        for i in range(i0, i1):
-            v = scores[k, i]
-            if v > mx[i - i0]:
-                mx[i - i0] = v
+        sk = scores[k, i0:i1]
+        for i in range(L):
+            mx[i] = max(mx[i], sk[i])
     for k in range(K):
-        for i in range(i0, i1):
-            e = math.exp(scores[k, i] - mx[i - i0])
-            scores[k, i] = e
-            s[i - i0] += e
-    for i in range(i0, i1):
-        if mx[i - i0] == -np.inf:
+        sk = scores[k, i0:i1]
+        for i in range(L):
+            e = math.exp(sk[i] - mx[i])
+            sk[i] = e
+            s[i] += e
+    for i in range(L):
+        if mx[i] == -np.inf:
             for k in range(K):
-                scores[k, i] = 1.0 / K
+                scores[k, i0 + i] = 1.0 / K
+            s[i] = 1.0
         else:
-            inv = 1.0 / s[i - i0]
-            for k in range(K):
-                scores[k, i] *= inv
-            mx[i - i0] += math.log(s[i - i0])
+            t = s[i]
+            mx[i] += math.log(t)
+            s[i] = 1.0 / t
+    for k in range(K):
+        sk = scores[k, i0:i1]
+        for i in range(L):
+            sk[i] *= s[i]
 
 
 @_jit
@@ -161,30 +166,33 @@ def _block_softmax_stats(XT, sw, resp, log_gate, gate_prob, i0, i1, grad, hess, 
 def _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s):
     """Log-softmax and softmax of the logits X coef' on [i0, i1)."""
     K = coef.shape[0]
-    for i in range(i0, i1):
-        mx[i - i0] = -np.inf
-        s[i - i0] = 0.0
+    L = i1 - i0
+    for i in range(L):
+        mx[i] = -np.inf
     for k in range(K):
-        _block_linear(XT, coef, k, i0, i1, s)
-        for i in range(i0, i1):
-            z = s[i - i0]
-            log_out[k, i] = z
-            mx[i - i0] = max(mx[i - i0], z)
-    for i in range(i0, i1):
-        s[i - i0] = 0.0
+        lk = log_out[k, i0:i1]
+        _block_linear(XT, coef, k, i0, i1, lk)
+        for i in range(L):
+            mx[i] = max(mx[i], lk[i])
+    for i in range(L):
+        s[i] = 0.0
     for k in range(K):
-        for i in range(i0, i1):
-            e = math.exp(log_out[k, i] - mx[i - i0])
-            prob_out[k, i] = e
-            s[i - i0] += e
-    for i in range(i0, i1):
-        t = s[i - i0]
-        mx[i - i0] += math.log(t)  # mx := log-sum-exp
-        s[i - i0] = 1.0 / t
+        lk = log_out[k, i0:i1]
+        pk = prob_out[k, i0:i1]
+        for i in range(L):
+            e = math.exp(lk[i] - mx[i])
+            pk[i] = e
+            s[i] += e
+    for i in range(L):
+        t = s[i]
+        mx[i] += math.log(t)  # mx := log-sum-exp
+        s[i] = 1.0 / t
     for k in range(K):
-        for i in range(i0, i1):
-            log_out[k, i] -= mx[i - i0]
-            prob_out[k, i] *= s[i - i0]
+        lk = log_out[k, i0:i1]
+        pk = prob_out[k, i0:i1]
+        for i in range(L):
+            lk[i] -= mx[i]
+            pk[i] *= s[i]
 
 
 # --------------------------------------------------------------------------
@@ -200,8 +208,11 @@ def e_step(log_gate, log_prob, sample_weight, resp, ll_rows, ll_blocks):
         mx = np.empty(i1 - i0)
         s = np.empty(i1 - i0)
         for k in range(K):
-            for i in range(i0, i1):
-                resp[k, i] = log_gate[k, i] + log_prob[k, i]
+            rk = resp[k, i0:i1]
+            gk = log_gate[k, i0:i1]
+            pk = log_prob[k, i0:i1]
+            for i in range(i1 - i0):
+                rk[i] = gk[i] + pk[i]
         _block_posterior(resp, i0, i1, mx, s)
         acc = 0.0
         for i in range(i0, i1):
@@ -294,8 +305,10 @@ def fused_softmax_gaussian(
         s = np.empty(i1 - i0)
         _block_gaussian_log_prob(XeT, y, coef, var, i0, i1, resp, mx)
         for k in range(K):
-            for i in range(i0, i1):
-                resp[k, i] += log_gate[k, i]
+            rk = resp[k, i0:i1]
+            gk = log_gate[k, i0:i1]
+            for i in range(i1 - i0):
+                rk[i] += gk[i]
         _block_posterior(resp, i0, i1, mx, s)
         acc = 0.0
         for i in range(i0, i1):

@@ -21,9 +21,10 @@ class SoftmaxGate:
 
     ``g_k(x) = exp(x . w_k) / sum_j exp(x . w_j)`` on a design ``x`` whose first
     column is the constant 1. Like every part, it works on feature-major
-    designs ``XT`` of shape (p, n) and returns expert-major arrays (K, n). Softmax gates are identifiable only up to a common
-    shift of the ``w_k``; expert 0 is the reference, its row of ``coef`` is fixed
-    at zero (flexmix's convention).
+    designs ``XT`` of shape (p, n) and returns expert-major arrays (K, n).
+    Softmax gates are identifiable only up to a common shift of the ``w_k``;
+    expert 0 is the reference, its row of ``coef`` is fixed at zero (flexmix's
+    convention).
 
     The EM M-step maximises ``sum_i w_i sum_k r_ik log g_k(x_i) - penalty / 2 *
     ||slopes||^2`` by Newton steps with step halving, so every step raises the
@@ -155,4 +156,5 @@ class SoftmaxGate:
 
     def set_flat(self, theta):
         """Set the free parameters from :meth:`get_flat`'s layout."""
-        self.coef = np.vstack([np.zeros((1, self.coef.shape[1])), np.reshape(theta, (self.n_experts - 1, -1))])
+        free = np.reshape(theta, (self.n_experts - 1, -1))
+        self.coef = np.vstack([np.zeros((1, self.coef.shape[1])), free])
