@@ -8,6 +8,7 @@ the thread count). Kernels compile lazily on first call and are cached on disk
 (see :mod:`mixexp._kernels._config`).
 """
 
+import numba
 import numpy as np
 
 from . import _kernels as _k
@@ -21,6 +22,22 @@ __all__ = [
     "log_softmax_linear",
     "softmax_gate_stats",
 ]
+
+
+def _run(kernel, n, *args):
+    """Call a parallel kernel; with a single block, on one thread.
+
+    Waking a thread team costs more than a block's work, and far more when the
+    cores are busy; one thread computes exactly the same block sums.
+    """
+    if n_blocks(n) > 1:
+        return kernel(*args)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(before)
 
 
 def _f64(a):
@@ -65,7 +82,7 @@ def e_step(log_gate, log_prob, sample_weight):
     resp = np.empty((K, n))
     ll_rows = np.empty(n)
     blocks = np.zeros(n_blocks(n))
-    _k.e_step(log_gate, log_prob, sample_weight, resp, ll_rows, blocks)
+    _run(_k.e_step, n, log_gate, log_prob, sample_weight, resp, ll_rows, blocks)
     return resp, ll_rows, float(blocks.sum())
 
 
@@ -94,7 +111,7 @@ def log_softmax_linear(XT, coef, resp=None, sample_weight=None):
     else:
         resp = np.zeros((1, 1))
         sample_weight = np.zeros(1)
-    _k.log_softmax_linear(XT, coef, resp, sample_weight, log_out, prob_out, blocks, with_objective)
+    _run(_k.log_softmax_linear, n, XT, coef, resp, sample_weight, log_out, prob_out, blocks, with_objective)
     return log_out, prob_out, (float(blocks.sum()) if with_objective else None)
 
 
@@ -110,8 +127,9 @@ def softmax_gate_stats(XT, log_gate, gate_prob, resp, sample_weight):
     grad = np.zeros((nb, K - 1, p))
     hess = np.zeros((nb, (K - 1) * p, (K - 1) * p))
     q = np.zeros(nb)
-    _k.softmax_gate_stats(
-        XT, _f64(log_gate), _f64(gate_prob), _f64(resp), _f64(sample_weight), grad, hess, q
+    _run(
+        _k.softmax_gate_stats, n,
+        XT, _f64(log_gate), _f64(gate_prob), _f64(resp), _f64(sample_weight), grad, hess, q,
     )
     return float(q.sum()), grad.sum(axis=0), _symmetrize_block_upper(hess.sum(axis=0), p)
 
@@ -119,8 +137,9 @@ def softmax_gate_stats(XT, log_gate, gate_prob, resp, sample_weight):
 def gaussian_log_prob(XT, y, coef, var):
     """(K, n) array of log N(y_i; x_i . coef_k, var_k)."""
     XT = _f64(XT)
-    out = np.empty((coef.shape[0], XT.shape[1]))
-    _k.gaussian_log_prob(XT, _f64(y), _f64(coef), _f64(var), out)
+    n = XT.shape[1]
+    out = np.empty((coef.shape[0], n))
+    _run(_k.gaussian_log_prob, n, XT, _f64(y), _f64(coef), _f64(var), out)
     return out
 
 
@@ -134,7 +153,7 @@ def linear_stats(XT, y, resp, sample_weight):
     xy = np.zeros((nb, K, p))
     yy = np.zeros((nb, K))
     nk = np.zeros((nb, K))
-    _k.linear_stats(XT, _f64(y), _f64(resp), _f64(sample_weight), gram, xy, yy, nk)
+    _run(_k.linear_stats, n, XT, _f64(y), _f64(resp), _f64(sample_weight), gram, xy, yy, nk)
     return (
         _symmetrize_upper(gram.sum(axis=0)),
         xy.sum(axis=0),
@@ -171,7 +190,8 @@ def fused_softmax_gaussian(XgT, log_gate, gate_prob, XeT, y, coef, var, sample_w
     xy = np.zeros((nb, K, pe))
     yy = np.zeros((nb, K))
     nk = np.zeros((nb, K))
-    _k.fused_softmax_gaussian(
+    _run(
+        _k.fused_softmax_gaussian, n,
         XgT, _f64(log_gate), _f64(gate_prob), XeT, _f64(y), _f64(coef), _f64(var),
         _f64(sample_weight), resp, ll_rows, blocks, grad, hess, q, gram, xy, yy, nk,
     )
