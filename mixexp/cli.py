@@ -36,7 +36,7 @@ def _format_row(values, width=12):
     return "".join(f"{v:>{width}.4g}" for v in values)
 
 
-def summarize(X, y, feature_names, target_name, n_experts, n_init, random_state, out=sys.stdout):
+def summarize(X, y, feature_names, target_name, n_experts, n_init, random_state, out=None):
     """Fit a mixture of experts and a single linear regression; print both.
 
     The covariates are standardised for fitting (the gate's L2 penalty and the
@@ -52,13 +52,15 @@ def summarize(X, y, feature_names, target_name, n_experts, n_init, random_state,
     n_experts : int
     n_init : int
     random_state : int
-    out : file-like, default=sys.stdout
+    out : file-like, default=None
+        Where to print; ``sys.stdout`` when None.
 
     Returns
     -------
     moe : MixtureOfExpertsRegressor
         The fitted mixture (on standardised covariates).
     """
+    out = sys.stdout if out is None else out
     mean, scale = X.mean(axis=0), X.std(axis=0)
     scale[scale == 0] = 1.0
     Z = (X - mean) / scale
