@@ -280,8 +280,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
     def _posterior(self, X, y):
         X, y = self._validate_X_y(X, y)
         data = Design(*self._design(X), y, np.ones(X.shape[0]))
-        resp, ll_rows, _, _, _ = e_step_pass(self.gate_, self.experts_, data, with_stats=False)
-        return resp.T, ll_rows
+        step = e_step_pass(self.gate_, self.experts_, data)
+        return step.resp.T, step.ll_rows
 
     def predict_gate(self, X):
         """Gate probabilities g_k(x) of each expert.

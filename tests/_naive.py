@@ -58,12 +58,16 @@ def softmax_gate_stats(XT, log_gate, resp, sample_weight):
     return q, grad, hess
 
 
-def fused_softmax_gaussian(XgT, log_gate, gate_prob, XeT, y, coef, var, sample_weight):
+def fused_softmax_gaussian(XgT, gate_coef, XeT, y, coef, var, sample_weight, resp_prev=None):
+    log_gate, gate_prob, _ = log_softmax_linear(XgT, gate_coef)
+    q_prev = None
+    if resp_prev is not None:
+        q_prev = log_softmax_linear(XgT, gate_coef, resp_prev, sample_weight)[2]
     log_prob = gaussian_log_prob(XeT, y, coef, var)
     resp, ll_rows, total = e_step(log_gate, log_prob, sample_weight)
     gate_stats = softmax_gate_stats(XgT, log_gate, resp, sample_weight)
     expert_stats = linear_stats(XeT, y, resp, sample_weight)
-    return resp, ll_rows, total, gate_stats, expert_stats
+    return resp, ll_rows, total, (log_gate, gate_prob), q_prev, gate_stats, expert_stats
 
 
 def conditional_log_density(X, y, gate_coef, expert_coef, noise_variance):

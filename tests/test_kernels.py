@@ -6,7 +6,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from mixexp import _kernels as kernels
-from mixexp._kernels._config import BLOCK
+from mixexp._kernels._kernels import BLOCK
 
 from . import _naive as naive
 
@@ -107,34 +107,41 @@ def test_softmax_gate_stats(n, K, p, zero_weights):
 
 
 @pytest.mark.parametrize("n,K,p", SHAPES)
-def test_fused_softmax_gaussian(n, K, p):
-    XT, y, coef_g, coef_e, var, sw, _ = _problem(n, K, p, zero_weights=True)
+@pytest.mark.parametrize("with_prev", [False, True])
+def test_fused_softmax_gaussian(n, K, p, with_prev):
+    XT, y, coef_g, coef_e, var, sw, resp_prev = _problem(n, K, p, zero_weights=True)
     XeT = XT[::-1].copy()  # a different expert design
-    log_gate, prob, _ = naive.log_softmax_linear(XT, coef_g)
-    got = kernels.fused_softmax_gaussian(XT, log_gate, prob, XeT, y, coef_e, var, sw)
-    ref = naive.fused_softmax_gaussian(XT, log_gate, prob, XeT, y, coef_e, var, sw)
+    prev = resp_prev if with_prev else None
+    got = kernels.fused_softmax_gaussian(XT, coef_g, XeT, y, coef_e, var, sw, prev)
+    ref = naive.fused_softmax_gaussian(XT, coef_g, XeT, y, coef_e, var, sw, prev)
     for a, b in zip(got[:3], ref[:3], strict=True):
         assert_allclose(a, b, rtol=RTOL, atol=1e-15)
-    for stats_got, stats_ref in zip(got[3:], ref[3:], strict=True):
+    for a, b in zip(got[3], ref[3], strict=True):
+        assert_allclose(a, b, rtol=RTOL, atol=1e-13)
+    if with_prev:
+        assert_allclose(got[4], ref[4], rtol=RTOL)
+    else:
+        assert got[4] is None
+    for stats_got, stats_ref in zip(got[5:], ref[5:], strict=True):
         for a, b in zip(stats_got, stats_ref, strict=True):
             assert_allclose(a, b, rtol=RTOL, atol=1e-12 * n)
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
 def test_kernels_identical_for_1_and_2_threads():
-    XT, y, coef_g, coef_e, var, sw, _ = _problem(5 * BLOCK + 11, 4, 3)
-    log_gate, prob, _ = kernels.log_softmax_linear(XT, coef_g)
+    XT, y, coef_g, coef_e, var, sw, resp_prev = _problem(5 * BLOCK + 11, 4, 3)
     results = []
     before = numba.get_num_threads()
     try:
         for threads in (1, 2):
             numba.set_num_threads(threads)
-            results.append(kernels.fused_softmax_gaussian(XT, log_gate, prob, XT, y, coef_e, var, sw))
+            results.append(kernels.fused_softmax_gaussian(XT, coef_g, XT, y, coef_e, var, sw, resp_prev))
     finally:
         numba.set_num_threads(before)
     one, two = results
     for a, b in zip(one[:3], two[:3], strict=True):
         assert np.array_equal(a, b)
-    for s1, s2 in zip(one[3:], two[3:], strict=True):
+    assert one[4] == two[4]
+    for s1, s2 in zip((one[3], *one[5:]), (two[3], *two[5:]), strict=True):
         for a, b in zip(s1, s2, strict=True):
             assert np.array_equal(a, b)

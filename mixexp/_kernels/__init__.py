@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from . import _kernels as _k
-from ._config import n_blocks
+from ._kernels import n_blocks
 
 __all__ = [
     "e_step",
@@ -162,15 +162,30 @@ def linear_stats(XT, y, resp, sample_weight):
     )
 
 
-def fused_softmax_gaussian(XgT, log_gate, gate_prob, XeT, y, coef, var, sample_weight):
-    """E-step and all M-step statistics for a softmax gate with Gaussian experts.
+def fused_softmax_gaussian(XgT, gate_coef, XeT, y, coef, var, sample_weight, resp_prev=None):
+    """Gate, E-step and all M-step statistics for a softmax gate with Gaussian experts.
+
+    Parameters
+    ----------
+    XgT, XeT : ndarray of shape (p_gate, n), (p_expert, n)
+    gate_coef : ndarray of shape (K, p_gate)
+    y, sample_weight : ndarray of shape (n,)
+    coef, var : ndarray of shape (K, p_expert), (K,)
+        Expert coefficients and variances.
+    resp_prev : ndarray of shape (K, n), optional
+        Responsibilities of the previous pass: the kernel then also returns the
+        gate objective of the new gate under them (to check a gate step).
 
     Returns
     -------
     resp, ll_rows, total
         As :func:`e_step`.
+    gate_eval : tuple (log_gate, gate_prob)
+        The gate at ``gate_coef``, each (K, n).
+    q_prev : float or None
+        sum_i w_i sum_k r_prev_ki log g_ki, when ``resp_prev`` is given.
     gate_stats : tuple (objective, grad, hess)
-        As :func:`softmax_gate_stats`, at the gate's current parameters.
+        As :func:`softmax_gate_stats`, with the new responsibilities.
     expert_stats : tuple (gram, xy, yy, nk)
         As :func:`linear_stats`, with the new responsibilities.
     """
@@ -180,9 +195,14 @@ def fused_softmax_gaussian(XgT, log_gate, gate_prob, XeT, y, coef, var, sample_w
     pe = XeT.shape[0]
     K = coef.shape[0]
     nb = n_blocks(n)
+    with_prev = resp_prev is not None
+    resp_prev = _f64(resp_prev) if with_prev else np.zeros((1, 1))
+    log_gate = np.empty((K, n))
+    gate_prob = np.empty((K, n))
     resp = np.empty((K, n))
     ll_rows = np.empty(n)
     blocks = np.zeros(nb)
+    qprev = np.zeros(nb)
     q = np.zeros(nb)
     grad = np.zeros((nb, K - 1, pg))
     hess = np.zeros((nb, (K - 1) * pg, (K - 1) * pg))
@@ -192,8 +212,9 @@ def fused_softmax_gaussian(XgT, log_gate, gate_prob, XeT, y, coef, var, sample_w
     nk = np.zeros((nb, K))
     _run(
         _k.fused_softmax_gaussian, n,
-        XgT, _f64(log_gate), _f64(gate_prob), XeT, _f64(y), _f64(coef), _f64(var),
-        _f64(sample_weight), resp, ll_rows, blocks, grad, hess, q, gram, xy, yy, nk,
+        XgT, _f64(gate_coef), XeT, _f64(y), _f64(coef), _f64(var), _f64(sample_weight),
+        resp_prev, with_prev, log_gate, gate_prob, resp, ll_rows, blocks, qprev,
+        grad, hess, q, gram, xy, yy, nk,
     )
     gate_stats = (
         float(q.sum()),
@@ -206,4 +227,5 @@ def fused_softmax_gaussian(XgT, log_gate, gate_prob, XeT, y, coef, var, sample_w
         yy.sum(axis=0),
         nk.sum(axis=0),
     )
-    return resp, ll_rows, float(blocks.sum()), gate_stats, expert_stats
+    q_prev = float(qprev.sum()) if with_prev else None
+    return resp, ll_rows, float(blocks.sum()), (log_gate, gate_prob), q_prev, gate_stats, expert_stats

@@ -20,9 +20,19 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._config import BLOCK, CACHE, FASTMATH
+from ._config import CACHE, FASTMATH
+
+#: Samples per parallel task. Reductions are accumulated per block and summed
+#: afterwards in block order, so results do not depend on the thread count.
+#: Defined here, not in _config, so that changing it invalidates Numba's cache.
+BLOCK = 2048
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def n_blocks(n_samples):
+    """Number of fixed-size blocks covering ``n_samples`` samples."""
+    return max(1, (n_samples + BLOCK - 1) // BLOCK)
 
 _jit = njit(cache=CACHE, fastmath=FASTMATH, nogil=True)
 _pjit = njit(cache=CACHE, fastmath=FASTMATH, nogil=True, parallel=True)
@@ -123,6 +133,19 @@ def _block_linear_stats(XT, y, sw, resp, i0, i1, gram, xy, yy, nk, wr, t):
 
 
 @_jit
+def _block_gate_objective(sw, resp, log_gate, i0, i1):
+    """sum_i w_i sum_k r_ki log g_ki on [i0, i1); terms with r_ki = 0 are zero."""
+    K = resp.shape[0]
+    q = 0.0
+    for k in range(K):
+        for i in range(i0, i1):
+            r = resp[k, i]
+            if r != 0.0 and sw[i] != 0.0:
+                q += sw[i] * r * log_gate[k, i]
+    return q
+
+
+@_jit
 def _block_softmax_stats(XT, sw, resp, log_gate, gate_prob, i0, i1, grad, hess, u):
     """Objective, gradient and upper-block negative Hessian of the gate on [i0, i1).
 
@@ -131,12 +154,7 @@ def _block_softmax_stats(XT, sw, resp, log_gate, gate_prob, i0, i1, grad, hess, 
     """
     p = XT.shape[0]
     K = resp.shape[0]
-    q = 0.0
-    for k in range(K):
-        for i in range(i0, i1):
-            r = resp[k, i]
-            if r != 0.0 and sw[i] != 0.0:
-                q += sw[i] * r * log_gate[k, i]
+    q = _block_gate_objective(sw, resp, log_gate, i0, i1)
     for k in range(1, K):
         for i in range(i0, i1):
             u[i - i0] = sw[i] * (resp[k, i] - gate_prob[k, i])
@@ -230,21 +248,14 @@ def log_softmax_linear(XT, coef, resp, sample_weight, log_out, prob_out, obj_blo
     (terms with r_ik = 0 are zero even where log g_ik = -inf).
     """
     n = XT.shape[1]
-    K = coef.shape[0]
     for b in prange(obj_blocks.shape[0]):
         i0 = b * BLOCK
         i1 = min(n, i0 + BLOCK)
         mx = np.empty(i1 - i0)
         s = np.empty(i1 - i0)
         _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s)
-        acc = 0.0
         if with_objective:
-            for k in range(K):
-                for i in range(i0, i1):
-                    r = resp[k, i]
-                    if r != 0.0 and sample_weight[i] != 0.0:
-                        acc += sample_weight[i] * r * log_out[k, i]
-        obj_blocks[b] = acc
+            obj_blocks[b] = _block_gate_objective(sample_weight, resp, log_out, i0, i1)
 
 
 @_pjit
@@ -286,15 +297,18 @@ def linear_stats(XT, y, resp, sample_weight, gram, xy, yy, nk):
 
 @_pjit
 def fused_softmax_gaussian(
-    XgT, log_gate, gate_prob, XeT, y, coef, var, sample_weight,
-    resp, ll_rows, ll_blocks, grad, hess, q_blocks, gram, xy, yy, nk,
+    XgT, gate_coef, XeT, y, coef, var, sample_weight, resp_prev, with_prev,
+    log_gate, gate_prob, resp, ll_rows, ll_blocks, qprev_blocks,
+    grad, hess, q_blocks, gram, xy, yy, nk,
 ):
-    """One pass: E-step and every sufficient statistic of the next M-step.
+    """One pass: the gate, the E-step and every sufficient statistic of the next M-step.
 
-    Gaussian expert log-densities, posterior, per-row log-likelihood; then,
-    with the new posterior, the experts' weighted moments and the softmax
-    gate's objective, gradient and negative Hessian at its current parameters
-    (whose log-weights and weights are ``log_gate`` and ``gate_prob``).
+    Per block: the softmax gate at ``gate_coef`` (log-weights and weights);
+    with ``with_prev``, the gate objective of those weights under the previous
+    responsibilities ``resp_prev`` (the check that the last gate step ascended);
+    the Gaussian expert log-densities, the posterior and the per-row
+    log-likelihood; then, with the new posterior, the experts' weighted moments
+    and the gate's objective, gradient and negative Hessian.
     """
     n = XgT.shape[1]
     K = coef.shape[0]
@@ -303,6 +317,9 @@ def fused_softmax_gaussian(
         i1 = min(n, i0 + BLOCK)
         mx = np.empty(i1 - i0)
         s = np.empty(i1 - i0)
+        _block_log_softmax(XgT, gate_coef, i0, i1, log_gate, gate_prob, mx, s)
+        if with_prev:
+            qprev_blocks[b] = _block_gate_objective(sample_weight, resp_prev, log_gate, i0, i1)
         _block_gaussian_log_prob(XeT, y, coef, var, i0, i1, resp, mx)
         for k in range(K):
             rk = resp[k, i0:i1]

@@ -60,9 +60,10 @@ class SoftmaxGate:
         """Number of free parameters, (K - 1) * n_design_features."""
         return (self.n_experts - 1) * self.coef.shape[1]
 
-    def initialize(self, XT, resp, sample_weight, max_steps=3):
+    def initialize(self, XT, resp, sample_weight, max_steps=2):
         """Fit the gate to responsibilities from scratch (coefficients start at 0)."""
         self.coef = np.zeros((self.n_experts, XT.shape[0]))
+        self._pending = None
         return self.m_step(XT, resp, sample_weight, max_steps=max_steps)
 
     def evaluate(self, XT):
@@ -118,14 +119,62 @@ class SoftmaxGate:
                 break
         return current
 
+    # -- deferred step: proposed now, checked by the next fused pass ------------
+    def propose(self, stats):
+        """Take a full Newton step without checking it (the next pass checks it).
+
+        Used with a fused kernel that evaluates the new gate together with the
+        E-step: :meth:`accept` then tells whether the step raised the objective
+        under the responsibilities it was computed from, and :meth:`backtrack`
+        halves it when it did not. So the gate step is still an ascent step.
+
+        Parameters
+        ----------
+        stats : tuple
+            ``(objective, grad, hess)`` at the current coefficients.
+        """
+        if self.n_experts == 1:
+            return
+        delta, old_obj = self._newton_direction(*stats)
+        self._pending = (self.coef.copy(), delta, old_obj)
+        self.coef = self.coef.copy()
+        self.coef[1:] += delta
+
+    @property
+    def pending(self):
+        """Whether a proposed step awaits :meth:`accept`."""
+        return getattr(self, "_pending", None) is not None
+
+    def accept(self, q_new):
+        """Check the proposed step given its objective ``q_new`` (without penalty).
+
+        Returns
+        -------
+        bool
+            True if the penalised objective did not decrease; the step is kept.
+        """
+        old_obj = self._pending[2]
+        new_obj = q_new - self.penalty_value()
+        if np.isfinite(new_obj) and new_obj >= old_obj:
+            self._pending = None
+            return True
+        return False
+
+    def backtrack(self, XT, resp, sample_weight):
+        """Halve a rejected proposed step until it ascends (or drop it)."""
+        old_coef, delta, old_obj = self._pending
+        self._pending = None
+        self.coef = old_coef
+        self._halving(XT, resp, sample_weight, delta, old_obj, first=0.5)
+
     # -- helpers -------------------------------------------------------------
-    def _newton_update(self, XT, resp, sample_weight, q, grad, hess):
+    def _newton_direction(self, q, grad, hess):
+        """Newton direction of the penalised objective, and its current value."""
         K, p = self.coef.shape
         lam = self.penalty
-        V = self.coef[1:]
         pen_mask = np.ones(p)
         pen_mask[0] = 0.0
-        g = grad - lam * V * pen_mask
+        g = grad - lam * self.coef[1:] * pen_mask
         H = hess + np.diag(np.tile(lam * pen_mask, K - 1))
         # Levenberg damping keeps H positive definite; it changes the step only.
         damp = 1e-10 * max(1.0, float(np.trace(H)) / H.shape[0])
@@ -135,19 +184,29 @@ class SoftmaxGate:
             delta = np.linalg.solve(L.T, np.linalg.solve(L, g.ravel()))
         except np.linalg.LinAlgError:
             delta = np.linalg.lstsq(H, g.ravel(), rcond=None)[0]
-        delta = delta.reshape(K - 1, p)
-        old_obj = q - self.penalty_value()
-        t = 1.0
+        return delta.reshape(K - 1, p), q - self.penalty_value()
+
+    def _halving(self, XT, resp, sample_weight, delta, old_obj, first=1.0):
+        """Step halving along ``delta``: the first step size that ascends is kept.
+
+        Returns ``(GateEval, gain)`` at the accepted coefficients, or None when
+        no step size ascends (the coefficients are then unchanged).
+        """
+        t = first
         for _ in range(_MAX_HALVINGS):
             coef = self.coef.copy()
-            coef[1:] = V + t * delta
+            coef[1:] += t * delta
             log_w, prob, q_new = log_softmax_linear(XT, coef, resp, sample_weight)
-            new_obj = q_new - 0.5 * lam * float(np.sum(coef[:, 1:] ** 2))
+            new_obj = q_new - 0.5 * self.penalty * float(np.sum(coef[:, 1:] ** 2))
             if np.isfinite(new_obj) and new_obj >= old_obj:
                 self.coef = coef
                 return GateEval(log_w, prob), new_obj - old_obj
             t *= 0.5
         return None
+
+    def _newton_update(self, XT, resp, sample_weight, q, grad, hess):
+        delta, old_obj = self._newton_direction(q, grad, hess)
+        return self._halving(XT, resp, sample_weight, delta, old_obj)
 
     # -- flat parameter vector -----------------------------------------------
     def get_flat(self):

@@ -1,10 +1,11 @@
 """The EM loop, written once for every gate and expert family.
 
-A pass over the data computes the E-step (posterior responsibilities and the
+A *pass* over the data computes the E-step (posterior responsibilities and the
 log-likelihood). Where a gate/expert pair registers a fused kernel in
-``FUSED_PASSES`` the same pass also returns every sufficient statistic of the
-next M-step; otherwise each part computes its own statistics in its ``m_step``.
-Either way the loop below is the same.
+``FUSED_PASSES``, the same pass also evaluates the gate, checks the gate's last
+step, and returns every sufficient statistic of the next M-step, so an EM
+iteration reads the data once. Otherwise each part computes its own statistics
+in its ``m_step``. Either way the loop below is the same.
 """
 
 import time
@@ -17,8 +18,11 @@ from .._kernels import e_step, fused_softmax_gaussian
 
 @dataclass
 class Design:
-    """The data one fit works on: gate and expert designs (feature-major, (p, n)),
-    target and sample weights."""
+    """The data one fit works on.
+
+    Gate and expert designs are feature-major, ``(p, n)``, constant row first
+    where there is an intercept.
+    """
 
     XgT: np.ndarray
     XeT: np.ndarray
@@ -30,37 +34,45 @@ class Design:
         self.weight_sum = float(self.sample_weight.sum())
 
 
-def _fused_softmax_gaussian(gate, experts, data, gate_eval):
-    return fused_softmax_gaussian(
-        data.XgT, gate_eval.log, gate_eval.prob, data.XeT, data.y,
-        experts.coef, experts.var, data.sample_weight,
+@dataclass
+class Pass:
+    """What one pass over the data returns."""
+
+    resp: np.ndarray  # (K, n)
+    ll_rows: np.ndarray  # (n,)
+    total: float  # sum_i w_i log p(y_i | x_i)
+    gate_eval: object = None  # the gate evaluated at its coefficients
+    q_prev: float | None = None  # gate objective under the previous responsibilities
+    gate_stats: tuple | None = None
+    expert_stats: tuple | None = None
+
+
+def _fused_softmax_gaussian(gate, experts, data, resp_prev):
+    resp, ll_rows, total, gate_eval, q_prev, gate_stats, expert_stats = fused_softmax_gaussian(
+        data.XgT, gate.coef, data.XeT, data.y, experts.coef, experts.var,
+        data.sample_weight, resp_prev,
     )
+    return Pass(resp, ll_rows, total, gate_eval, q_prev, gate_stats, expert_stats)
 
 
-#: (gate.kind, experts.kind) -> function(gate, experts, data, gate_eval) returning
-#: (resp, ll_rows, total, gate_stats, expert_stats).
+#: (gate.kind, experts.kind) -> function(gate, experts, data, resp_prev) -> Pass.
+#: The function evaluates the gate at its current coefficients itself and, with
+#: ``resp_prev``, returns the gate objective under those responsibilities.
 FUSED_PASSES = {("softmax", "gaussian"): _fused_softmax_gaussian}
 
 
-def e_step_pass(gate, experts, data, gate_eval=None, with_stats=True):
-    """E-step at the current parameters, with M-step statistics where fused.
+def e_step_pass(gate, experts, data, gate_eval=None):
+    """E-step at the current parameters (no M-step statistics).
 
     Returns
     -------
-    resp : ndarray of shape (K, n)
-    ll_rows : ndarray of shape (n,)
-    total : float
-        Weighted log-likelihood sum_i w_i log p(y_i | x_i).
-    gate_stats, expert_stats : tuple or None
+    Pass
     """
     if gate_eval is None:
         gate_eval = gate.evaluate(data.XgT)
-    fused = FUSED_PASSES.get((gate.kind, experts.kind)) if with_stats else None
-    if fused is not None:
-        return fused(gate, experts, data, gate_eval)
     log_prob = experts.log_prob(data.XeT, data.y)
     resp, ll_rows, total = e_step(gate_eval.log, log_prob, data.sample_weight)
-    return resp, ll_rows, total, None, None
+    return Pass(resp, ll_rows, total, gate_eval)
 
 
 def objective(gate, total, data):
@@ -82,6 +94,13 @@ class EMResult:
 def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
     """Run EM from the parts' current parameters until ``tol`` or ``max_iter``.
 
+    Each iteration: a pass (E-step at the current parameters, with the M-step
+    statistics where a fused kernel exists), the convergence check, then the
+    experts' M-step and the gate's M-step. With a fused pass the gate's Newton
+    step is proposed and checked by the next pass (under the responsibilities
+    it was computed from), and halved there if it did not ascend; without one,
+    the gate checks and halves its step itself. Both are generalised EM steps.
+
     Parameters
     ----------
     gate, experts : parts implementing the gate and expert interfaces
@@ -97,20 +116,25 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
     Returns
     -------
     EMResult
-        ``lower_bound`` and ``resp`` are those of the final parameters (a final
-        E-step is done when the loop stops on ``max_iter``).
+        ``lower_bound`` and ``resp`` are those of the final parameters.
     """
-    gate_eval = gate.evaluate(data.XgT)
+    fused = FUSED_PASSES.get((gate.kind, experts.kind))
     history = []
     lower_bound = -np.inf
     converged = False
     n_iter = 0
+    gate_eval = None
+    resp_prev = None
     t0 = time.perf_counter()
     while True:
-        resp, _, total, gate_stats, expert_stats = e_step_pass(
-            gate, experts, data, gate_eval, with_stats=n_iter < max_iter
-        )
-        previous, lower_bound = lower_bound, objective(gate, total, data)
+        if fused is not None:
+            step = fused(gate, experts, data, resp_prev if gate.pending else None)
+            if gate.pending and not gate.accept(step.q_prev):
+                gate.backtrack(data.XgT, resp_prev, data.sample_weight)
+                step = fused(gate, experts, data, None)
+        else:
+            step = e_step_pass(gate, experts, data, gate_eval)
+        previous, lower_bound = lower_bound, objective(gate, step.total, data)
         history.append(lower_bound)
         if verbose >= 2:
             print(f"{label}iter {n_iter:4d}  mean log-lik {lower_bound:.8f}")
@@ -119,8 +143,12 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
             break
         if n_iter >= max_iter:
             break
-        experts.m_step(data.XeT, data.y, resp, data.sample_weight, stats=expert_stats)
-        gate_eval = gate.m_step(data.XgT, resp, data.sample_weight, gate_eval, stats=gate_stats)
+        experts.m_step(data.XeT, data.y, step.resp, data.sample_weight, stats=step.expert_stats)
+        if fused is not None:
+            gate.propose(step.gate_stats)
+            resp_prev = step.resp
+        else:
+            gate_eval = gate.m_step(data.XgT, step.resp, data.sample_weight, step.gate_eval)
         n_iter += 1
     if verbose:
         state = "converged" if converged else "did not converge"
@@ -128,4 +156,4 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
             f"{label}{state} after {n_iter} iterations, mean log-lik {lower_bound:.8f} "
             f"({time.perf_counter() - t0:.3f} s)"
         )
-    return EMResult(lower_bound, history, n_iter, converged, resp)
+    return EMResult(lower_bound, history, n_iter, converged, step.resp)
