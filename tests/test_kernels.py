@@ -6,7 +6,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from mixexp import _kernels as kernels
-from mixexp._kernels._kernels import BLOCK
+from mixexp._kernels._kernels import BLOCK, MAX_CHUNKS
 
 from . import _naive as naive
 

@@ -3,8 +3,8 @@
 Layout: designs are feature-major ``XT`` of shape (p, n); per-expert arrays
 are expert-major, shape (K, n). Each wrapper makes its inputs float64 and
 C-contiguous, allocates the outputs and the per-block partial sums, calls the
-private kernel, and adds the blocks up in block order (deterministic whatever
-the thread count). Kernels compile lazily on first call and are cached on disk
+private kernel, and adds the chunks' partial sums up in chunk order
+(deterministic whatever the thread count). Kernels compile lazily on first call and are cached on disk
 (see :mod:`mixexp._kernels._config`).
 """
 
@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from . import _kernels as _k
-from ._kernels import n_blocks
+from ._kernels import n_blocks, n_chunks
 
 __all__ = [
     "e_step",
@@ -28,7 +28,7 @@ def _run(kernel, n, *args):
     """Call a parallel kernel; with a single block, on one thread.
 
     Waking a thread team costs more than a block's work, and far more when the
-    cores are busy; one thread computes exactly the same block sums.
+    cores are busy; one thread computes exactly the same sums.
     """
     if n_blocks(n) > 1:
         return kernel(*args)
@@ -81,7 +81,7 @@ def e_step(log_gate, log_prob, sample_weight):
         raise ValueError("e_step: log_gate, log_prob and sample_weight disagree in shape")
     resp = np.empty((K, n))
     ll_rows = np.empty(n)
-    blocks = np.zeros(n_blocks(n))
+    blocks = np.zeros(n_chunks(n))
     _run(_k.e_step, n, log_gate, log_prob, sample_weight, resp, ll_rows, blocks)
     return resp, ll_rows, float(blocks.sum())
 
@@ -103,7 +103,7 @@ def log_softmax_linear(XT, coef, resp=None, sample_weight=None):
     K = coef.shape[0]
     log_out = np.empty((K, n))
     prob_out = np.empty((K, n))
-    blocks = np.zeros(n_blocks(n))
+    blocks = np.zeros(n_chunks(n))
     with_objective = resp is not None
     if with_objective:
         resp = _f64(resp)
@@ -123,7 +123,7 @@ def softmax_gate_stats(XT, log_gate, gate_prob, resp, sample_weight):
     XT = _f64(XT)
     p, n = XT.shape
     K = log_gate.shape[0]
-    nb = n_blocks(n)
+    nb = n_chunks(n)
     grad = np.zeros((nb, K - 1, p))
     hess = np.zeros((nb, (K - 1) * p, (K - 1) * p))
     q = np.zeros(nb)
@@ -148,7 +148,7 @@ def linear_stats(XT, y, resp, sample_weight):
     XT = _f64(XT)
     p, n = XT.shape
     K = resp.shape[0]
-    nb = n_blocks(n)
+    nb = n_chunks(n)
     gram = np.zeros((nb, K, p, p))
     xy = np.zeros((nb, K, p))
     yy = np.zeros((nb, K))
@@ -194,7 +194,7 @@ def fused_softmax_gaussian(XgT, gate_coef, XeT, y, coef, var, sample_weight, res
     pg, n = XgT.shape
     pe = XeT.shape[0]
     K = coef.shape[0]
-    nb = n_blocks(n)
+    nb = n_chunks(n)
     with_prev = resp_prev is not None
     resp_prev = _f64(resp_prev) if with_prev else np.zeros((1, 1))
     log_gate = np.empty((K, n))

@@ -5,11 +5,13 @@ Layout: designs are feature-major, ``XT`` of shape (p, n); per-expert arrays
 expert-major, shape (K, n). Inner loops then run over contiguous rows of a
 block and vectorise.
 
-Every kernel loops over fixed blocks of ``BLOCK`` samples in parallel
-(``prange``); a block writes only its own samples and its own slot of the
-per-block partial sums, which the Python wrappers in :mod:`mixexp._kernels` add
-up in block order. Results are therefore identical whatever the number of
-threads.
+Samples are cut into blocks of ``BLOCK``, and the blocks into at most
+``MAX_CHUNKS`` contiguous chunks; the chunks run in parallel (``prange``). A
+chunk writes only its own samples and adds its blocks, in order, into its own
+slot of the partial sums, which the Python wrappers in :mod:`mixexp._kernels`
+add up in chunk order. The partition depends on n only, so results are
+identical whatever the number of threads, and the partial sums take
+O(MAX_CHUNKS) memory whatever n.
 
 Block helpers (``_block_*``) hold the maths of each part once; the stand-alone
 kernels and the fused kernel call them.
@@ -22,20 +24,33 @@ from numba import njit, prange
 
 from ._config import CACHE, FASTMATH
 
-#: Samples per parallel task. Reductions are accumulated per block and summed
-#: afterwards in block order, so results do not depend on the thread count.
-#: Defined here, not in _config, so that changing it invalidates Numba's cache.
-BLOCK = 2048
+#: Samples per block (the unit of the vectorised inner loops) and the largest
+#: number of chunks (the unit of parallel work and of partial sums). Defined
+#: here, not in _config, so that changing them invalidates Numba's cache.
+BLOCK = 1024
+MAX_CHUNKS = 64
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
 def n_blocks(n_samples):
-    """Number of fixed-size blocks covering ``n_samples`` samples."""
+    """Number of blocks covering ``n_samples`` samples."""
     return max(1, (n_samples + BLOCK - 1) // BLOCK)
+
+
+def n_chunks(n_samples):
+    """Number of chunks (parallel tasks, partial-sum slots) for ``n_samples``."""
+    return min(MAX_CHUNKS, n_blocks(n_samples))
 
 _jit = njit(cache=CACHE, fastmath=FASTMATH, nogil=True)
 _pjit = njit(cache=CACHE, fastmath=FASTMATH, nogil=True, parallel=True)
+
+
+@_jit
+def _chunk_blocks(c, nc, n):
+    """Blocks [b0, b1) of chunk c out of nc, for n samples."""
+    nb = (n + BLOCK - 1) // BLOCK
+    return (c * nb) // nc, ((c + 1) * nb) // nc
 
 
 # --------------------------------------------------------------------------
@@ -105,7 +120,7 @@ def _block_gaussian_log_prob(XT, y, coef, var, i0, i1, out, mu):
 
 @_jit
 def _block_linear_stats(XT, y, sw, resp, i0, i1, gram, xy, yy, nk, wr, t):
-    """Weighted moments of each expert on [i0, i1) (upper triangle of gram)."""
+    """Add the weighted moments of each expert on [i0, i1) (upper triangle of gram)."""
     p = XT.shape[0]
     K = resp.shape[0]
     for k in range(K):
@@ -116,20 +131,20 @@ def _block_linear_stats(XT, y, sw, resp, i0, i1, gram, xy, yy, nk, wr, t):
             wr[i - i0] = v
             sn += v
             sy += v * y[i] * y[i]
-        nk[k] = sn
-        yy[k] = sy
+        nk[k] += sn
+        yy[k] += sy
         for a in range(p):
             sxy = 0.0
             for i in range(i0, i1):
                 v = wr[i - i0] * XT[a, i]
                 t[i - i0] = v
                 sxy += v * y[i]
-            xy[k, a] = sxy
+            xy[k, a] += sxy
             for c in range(a, p):
                 acc = 0.0
                 for i in range(i0, i1):
                     acc += t[i - i0] * XT[c, i]
-                gram[k, a, c] = acc
+                gram[k, a, c] += acc
 
 
 @_jit
@@ -147,7 +162,9 @@ def _block_gate_objective(sw, resp, log_gate, i0, i1):
 
 @_jit
 def _block_softmax_stats(XT, sw, resp, log_gate, gate_prob, i0, i1, grad, hess, u):
-    """Objective, gradient and upper-block negative Hessian of the gate on [i0, i1).
+    """Add the gradient and upper-block negative Hessian of the gate on [i0, i1).
+
+    Returns the block's objective.
 
     Objective: sum_i w_i sum_k r_ik log g_ik. Expert 0 is the reference; the
     free parameters are experts 1..K-1, row-major in ``grad`` (K-1, p).
@@ -162,7 +179,7 @@ def _block_softmax_stats(XT, sw, resp, log_gate, gate_prob, i0, i1, grad, hess, 
             acc = 0.0
             for i in range(i0, i1):
                 acc += u[i - i0] * XT[j, i]
-            grad[k - 1, j] = acc
+            grad[k - 1, j] += acc
         for m in range(k, K):
             delta = 1.0 if k == m else 0.0
             for i in range(i0, i1):
@@ -174,9 +191,9 @@ def _block_softmax_stats(XT, sw, resp, log_gate, gate_prob, i0, i1, grad, hess, 
                     acc = 0.0
                     for i in range(i0, i1):
                         acc += u[i - i0] * XT[a, i] * XT[c, i]
-                    hess[r0 + a, c0 + c] = acc
-                    if k == m:
-                        hess[r0 + c, c0 + a] = acc
+                    hess[r0 + a, c0 + c] += acc
+                    if k == m and c != a:
+                        hess[r0 + c, c0 + a] += acc
     return q
 
 
@@ -214,61 +231,74 @@ def _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s):
 
 
 # --------------------------------------------------------------------------
-# kernels
+# kernels: chunks in parallel, blocks in order within a chunk
 # --------------------------------------------------------------------------
 @_pjit
-def e_step(log_gate, log_prob, sample_weight, resp, ll_rows, ll_blocks):
+def e_step(log_gate, log_prob, sample_weight, resp, ll_rows, ll_parts):
     """Generic E-step from (K, n) log-weights and log-densities."""
     K, n = log_gate.shape
-    for b in prange(ll_blocks.shape[0]):
-        i0 = b * BLOCK
-        i1 = min(n, i0 + BLOCK)
-        mx = np.empty(i1 - i0)
-        s = np.empty(i1 - i0)
-        for k in range(K):
-            rk = resp[k, i0:i1]
-            gk = log_gate[k, i0:i1]
-            pk = log_prob[k, i0:i1]
-            for i in range(i1 - i0):
-                rk[i] = gk[i] + pk[i]
-        _block_posterior(resp, i0, i1, mx, s)
+    nc = ll_parts.shape[0]
+    for c in prange(nc):
+        mx = np.empty(BLOCK)
+        s = np.empty(BLOCK)
+        b0, b1 = _chunk_blocks(c, nc, n)
         acc = 0.0
-        for i in range(i0, i1):
-            ll_rows[i] = mx[i - i0]
-            if sample_weight[i] != 0.0:
-                acc += sample_weight[i] * mx[i - i0]
-        ll_blocks[b] = acc
+        for b in range(b0, b1):
+            i0 = b * BLOCK
+            i1 = min(n, i0 + BLOCK)
+            for k in range(K):
+                rk = resp[k, i0:i1]
+                gk = log_gate[k, i0:i1]
+                pk = log_prob[k, i0:i1]
+                for i in range(i1 - i0):
+                    rk[i] = gk[i] + pk[i]
+            _block_posterior(resp, i0, i1, mx, s)
+            for i in range(i0, i1):
+                ll_rows[i] = mx[i - i0]
+                if sample_weight[i] != 0.0:
+                    acc += sample_weight[i] * mx[i - i0]
+        ll_parts[c] = acc
 
 
 @_pjit
-def log_softmax_linear(XT, coef, resp, sample_weight, log_out, prob_out, obj_blocks, with_objective):
+def log_softmax_linear(XT, coef, resp, sample_weight, log_out, prob_out, obj_parts, with_objective):
     """Log-softmax (and softmax) of the linear logits; optionally the gate objective.
 
-    With ``with_objective`` each block also adds sum_i w_i sum_k r_ik log g_ik
+    With ``with_objective`` each chunk also adds sum_i w_i sum_k r_ik log g_ik
     (terms with r_ik = 0 are zero even where log g_ik = -inf).
     """
     n = XT.shape[1]
-    for b in prange(obj_blocks.shape[0]):
-        i0 = b * BLOCK
-        i1 = min(n, i0 + BLOCK)
-        mx = np.empty(i1 - i0)
-        s = np.empty(i1 - i0)
-        _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s)
-        if with_objective:
-            obj_blocks[b] = _block_gate_objective(sample_weight, resp, log_out, i0, i1)
+    nc = obj_parts.shape[0]
+    for c in prange(nc):
+        mx = np.empty(BLOCK)
+        s = np.empty(BLOCK)
+        b0, b1 = _chunk_blocks(c, nc, n)
+        acc = 0.0
+        for b in range(b0, b1):
+            i0 = b * BLOCK
+            i1 = min(n, i0 + BLOCK)
+            _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s)
+            if with_objective:
+                acc += _block_gate_objective(sample_weight, resp, log_out, i0, i1)
+        obj_parts[c] = acc
 
 
 @_pjit
-def softmax_gate_stats(XT, log_gate, gate_prob, resp, sample_weight, grad, hess, q_blocks):
-    """Per-block objective, gradient and negative Hessian of the softmax gate."""
+def softmax_gate_stats(XT, log_gate, gate_prob, resp, sample_weight, grad, hess, q_parts):
+    """Per-chunk objective, gradient and negative Hessian of the softmax gate."""
     n = XT.shape[1]
-    for b in prange(q_blocks.shape[0]):
-        i0 = b * BLOCK
-        i1 = min(n, i0 + BLOCK)
-        u = np.empty(i1 - i0)
-        q_blocks[b] = _block_softmax_stats(
-            XT, sample_weight, resp, log_gate, gate_prob, i0, i1, grad[b], hess[b], u
-        )
+    nc = q_parts.shape[0]
+    for c in prange(nc):
+        u = np.empty(BLOCK)
+        b0, b1 = _chunk_blocks(c, nc, n)
+        acc = 0.0
+        for b in range(b0, b1):
+            i0 = b * BLOCK
+            i1 = min(n, i0 + BLOCK)
+            acc += _block_softmax_stats(
+                XT, sample_weight, resp, log_gate, gate_prob, i0, i1, grad[c], hess[c], u
+            )
+        q_parts[c] = acc
 
 
 @_pjit
@@ -285,21 +315,24 @@ def gaussian_log_prob(XT, y, coef, var, out):
 
 @_pjit
 def linear_stats(XT, y, resp, sample_weight, gram, xy, yy, nk):
-    """Per-block weighted moments of each expert: X'RX, X'Ry, y'Ry and sum r."""
+    """Per-chunk weighted moments of each expert: X'RX, X'Ry, y'Ry and sum r."""
     n = XT.shape[1]
-    for b in prange(gram.shape[0]):
-        i0 = b * BLOCK
-        i1 = min(n, i0 + BLOCK)
-        wr = np.empty(i1 - i0)
-        t = np.empty(i1 - i0)
-        _block_linear_stats(XT, y, sample_weight, resp, i0, i1, gram[b], xy[b], yy[b], nk[b], wr, t)
+    nc = gram.shape[0]
+    for c in prange(nc):
+        wr = np.empty(BLOCK)
+        t = np.empty(BLOCK)
+        b0, b1 = _chunk_blocks(c, nc, n)
+        for b in range(b0, b1):
+            i0 = b * BLOCK
+            i1 = min(n, i0 + BLOCK)
+            _block_linear_stats(XT, y, sample_weight, resp, i0, i1, gram[c], xy[c], yy[c], nk[c], wr, t)
 
 
 @_pjit
 def fused_softmax_gaussian(
     XgT, gate_coef, XeT, y, coef, var, sample_weight, resp_prev, with_prev,
-    log_gate, gate_prob, resp, ll_rows, ll_blocks, qprev_blocks,
-    grad, hess, q_blocks, gram, xy, yy, nk,
+    log_gate, gate_prob, resp, ll_rows, ll_parts, qprev_parts,
+    grad, hess, q_parts, gram, xy, yy, nk,
 ):
     """One pass: the gate, the E-step and every sufficient statistic of the next M-step.
 
@@ -312,28 +345,35 @@ def fused_softmax_gaussian(
     """
     n = XgT.shape[1]
     K = coef.shape[0]
-    for b in prange(ll_blocks.shape[0]):
-        i0 = b * BLOCK
-        i1 = min(n, i0 + BLOCK)
-        mx = np.empty(i1 - i0)
-        s = np.empty(i1 - i0)
-        _block_log_softmax(XgT, gate_coef, i0, i1, log_gate, gate_prob, mx, s)
-        if with_prev:
-            qprev_blocks[b] = _block_gate_objective(sample_weight, resp_prev, log_gate, i0, i1)
-        _block_gaussian_log_prob(XeT, y, coef, var, i0, i1, resp, mx)
-        for k in range(K):
-            rk = resp[k, i0:i1]
-            gk = log_gate[k, i0:i1]
-            for i in range(i1 - i0):
-                rk[i] += gk[i]
-        _block_posterior(resp, i0, i1, mx, s)
+    nc = ll_parts.shape[0]
+    for c in prange(nc):
+        mx = np.empty(BLOCK)
+        s = np.empty(BLOCK)
+        b0, b1 = _chunk_blocks(c, nc, n)
         acc = 0.0
-        for i in range(i0, i1):
-            ll_rows[i] = mx[i - i0]
-            if sample_weight[i] != 0.0:
-                acc += sample_weight[i] * mx[i - i0]
-        ll_blocks[b] = acc
-        _block_linear_stats(XeT, y, sample_weight, resp, i0, i1, gram[b], xy[b], yy[b], nk[b], mx, s)
-        q_blocks[b] = _block_softmax_stats(
-            XgT, sample_weight, resp, log_gate, gate_prob, i0, i1, grad[b], hess[b], mx
-        )
+        qprev = 0.0
+        q = 0.0
+        for b in range(b0, b1):
+            i0 = b * BLOCK
+            i1 = min(n, i0 + BLOCK)
+            _block_log_softmax(XgT, gate_coef, i0, i1, log_gate, gate_prob, mx, s)
+            if with_prev:
+                qprev += _block_gate_objective(sample_weight, resp_prev, log_gate, i0, i1)
+            _block_gaussian_log_prob(XeT, y, coef, var, i0, i1, resp, mx)
+            for k in range(K):
+                rk = resp[k, i0:i1]
+                gk = log_gate[k, i0:i1]
+                for i in range(i1 - i0):
+                    rk[i] += gk[i]
+            _block_posterior(resp, i0, i1, mx, s)
+            for i in range(i0, i1):
+                ll_rows[i] = mx[i - i0]
+                if sample_weight[i] != 0.0:
+                    acc += sample_weight[i] * mx[i - i0]
+            _block_linear_stats(XeT, y, sample_weight, resp, i0, i1, gram[c], xy[c], yy[c], nk[c], mx, s)
+            q += _block_softmax_stats(
+                XgT, sample_weight, resp, log_gate, gate_prob, i0, i1, grad[c], hess[c], mx
+            )
+        ll_parts[c] = acc
+        qprev_parts[c] = qprev
+        q_parts[c] = q
