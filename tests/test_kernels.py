@@ -31,7 +31,11 @@ def _problem(n, K, p, seed=0, zero_weights=False):
     return XT, y, coef_g, coef_e, var, sw, resp
 
 
-SHAPES = [(1, 1, 1), (7, 2, 2), (BLOCK + 3, 3, 3), (2 * BLOCK + 17, 5, 4), (300, 1, 3)]
+# the last shape has more blocks than chunks, so chunks add several blocks each
+SHAPES = [
+    (1, 1, 1), (7, 2, 2), (BLOCK + 3, 3, 3), (2 * BLOCK + 17, 5, 4), (300, 1, 3),
+    (BLOCK * (MAX_CHUNKS + 3) + 5, 3, 2),
+]
 
 
 @pytest.mark.parametrize("n,K,p", SHAPES)
