@@ -94,12 +94,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         Mean penalised log-likelihood ``(sum_i w_i log p(y_i|x_i) - penalty) /
         sum_i w_i`` at the fitted parameters; with ``gate_penalty=0`` it is the
         mean conditional log-likelihood.
-    lower_bounds_ : ndarray of shape (n_iter_ + 1,)
+    lower_bounds_ : ndarray of shape (`n_iter_` + 1,)
         ``lower_bound_`` after each EM iteration of the best start (first entry
         at the initial parameters). Non-decreasing.
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen in fit, when X has string column names.
 
     See Also
@@ -133,7 +133,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     >>> moe.expert_coef_.round(1)[np.argsort(moe.expert_coef_[:, 1])]
     array([[-1., -2.],
            [ 1.,  2.]])
-    >>> moe.predict(np.array([[-0.5], [0.5]])).round(1)
+    >>> moe.predict(np.array([[-0.5], [0.5]])).round(1) + 0.0
     array([ 0., -2.])
     """
 
@@ -189,12 +189,19 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     # -- fitted parameters -------------------------------------------------------
     @property
     def gate_coef_(self):
-        """Gate coefficients, (n_experts, 1 + n_gate_features); row 0 is zero."""
+        """Gate coefficients, (n_experts, 1 + n_gate_features), intercept in column 0.
+
+        Row 0 (the reference expert) is fixed at zero: the softmax gate is
+        identifiable only up to a common shift of its rows.
+        """
         return self.gate_.coef
 
     @property
     def expert_coef_(self):
-        """Expert coefficients, (n_experts, 1 + n_expert_features); intercept first."""
+        """Expert coefficients, (n_experts, 1 + n_expert_features), intercept in column 0.
+
+        Column 0 is zero when ``fit_intercept=False``.
+        """
         coef = self.experts_.coef
         if self.fit_intercept:
             return coef
