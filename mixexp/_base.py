@@ -4,7 +4,6 @@ Subclasses choose the parts (``_make_experts``) and check the target
 (``_check_target``); the EM loop itself is :func:`mixexp.solvers.run_em`.
 """
 
-import copy
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -22,6 +21,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._scaling import design, fit_scaling
 from ._validation import resolve_features
 from .gates import SoftmaxGate
 from .solvers import Design, e_step_pass, run_em
@@ -110,18 +110,15 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
 
     # -- design ------------------------------------------------------------------
     def _design(self, X):
-        """Feature-major gate and expert designs (p, n), constant row first."""
-        n = X.shape[0]
-        XT = X.T
-        XgT = np.empty((1 + self.gate_feature_indices_.size, n))
-        XgT[0] = 1.0
-        XgT[1:] = XT[self.gate_feature_indices_]
-        off = int(self.fit_intercept)
-        XeT = np.empty((off + self.expert_feature_indices_.size, n))
-        if off:
-            XeT[0] = 1.0
-        XeT[off:] = XT[self.expert_feature_indices_]
+        """Standardised feature-major gate and expert designs (p, n), constant row first."""
+        sc = self._scaling
+        XgT = design(X, self.gate_feature_indices_, sc.gate_mean, sc.gate_scale, True)
+        XeT = design(X, self.expert_feature_indices_, sc.expert_mean, sc.expert_scale, self.fit_intercept)
         return XgT, XeT
+
+    def _scaled_target(self, y):
+        sc = self._scaling
+        return (y - sc.y_mean) / sc.y_scale
 
     def _validate_X(self, X):
         check_is_fitted(self)
@@ -179,23 +176,37 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                 "the experts would have no parameters."
             )
         init_resp = self._check_init_responsibilities(n_samples)
-        previous = (
-            (self.gate_, self.experts_, self.gate_feature_indices_, self.expert_feature_indices_)
-            if self.warm_start and hasattr(self, "gate_")
-            else None
-        )
+        previous = None
+        if self.warm_start and hasattr(self, "gate_"):
+            previous = self._raw_parts()
+            warm = (
+                np.array_equal(gate_idx, self.gate_feature_indices_)
+                and np.array_equal(expert_idx, self.expert_feature_indices_)
+                and self.gate_.n_experts == self.n_experts
+                and type(self.experts_) is type(self._make_experts())
+                and previous[2] == self.fit_intercept
+            )
+            previous = previous if warm else None
         self.gate_feature_indices_ = gate_idx
         self.expert_feature_indices_ = expert_idx
-        data = Design(*self._design(X), y, sample_weight)
+        self._scaling = fit_scaling(
+            X, y, sample_weight, gate_idx, expert_idx, self.fit_intercept,
+            getattr(self._make_experts(), "standardize_y", False),
+        )
+        data = Design(*self._design(X), self._scaled_target(y), sample_weight)
 
-        warm = previous is not None and self._warm_start_compatible(previous, data)
+        warm = previous is not None
         n_init = 1 if (warm or init_resp is not None) else self.n_init
         random_state = check_random_state(self.random_state)
         cluster_data = None
         best = None
         for run in range(n_init):
             if warm:
-                gate, experts = copy.deepcopy(previous[0]), copy.deepcopy(previous[1])
+                # the previous solution, on this fit's scale and with this fit's settings
+                gate, experts = self._make_gate(), self._make_experts()
+                gate.set_raw_params(previous[0], self._scaling)
+                experts.set_raw_params(previous[1], self._scaling, self.fit_intercept)
+                experts.set_variance_floor(data.y, data.sample_weight)
             else:
                 if init_resp is None and self.init == "kmeans" and cluster_data is None:
                     cluster_data = _standardize(np.column_stack([X, y]), sample_weight)
@@ -224,9 +235,20 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         self.experts_ = experts
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
-        self.lower_bound_ = result.lower_bound
-        self.lower_bounds_ = np.asarray(result.lower_bounds)
+        # the objective on the scale of the original y (Jacobian of y's scaling)
+        shift = np.log(self._scaling.y_scale)
+        self.lower_bound_ = result.lower_bound - shift
+        self.lower_bounds_ = np.asarray(result.lower_bounds) - shift
         return self
+
+    def _raw_parts(self):
+        """The fitted parts' parameters on the raw data's scale."""
+        sc = self._scaling
+        return (
+            self.gate_.raw_params(sc),
+            self.experts_.raw_params(sc, self.fit_intercept),
+            self.fit_intercept,
+        )
 
     def _check_init_responsibilities(self, n_samples):
         if isinstance(self.init, str):
@@ -268,20 +290,12 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         labels = km.labels_ if rows.size == n else km.predict(cluster_data)
         return _one_hot(labels, K)
 
-    def _warm_start_compatible(self, previous, data):
-        gate, experts = previous[0], previous[1]
-        return (
-            gate.coef.shape == (self.n_experts, data.XgT.shape[0])
-            and experts.coef.shape == (self.n_experts, data.XeT.shape[0])
-            and type(experts) is type(self._make_experts())
-        )
-
     # -- prediction plumbing -------------------------------------------------------
     def _posterior(self, X, y):
         X, y = self._validate_X_y(X, y)
-        data = Design(*self._design(X), y, np.ones(X.shape[0]))
+        data = Design(*self._design(X), self._scaled_target(y), np.ones(X.shape[0]))
         step = e_step_pass(self.gate_, self.experts_, data)
-        return step.resp.T, step.ll_rows
+        return step.resp.T, step.ll_rows - np.log(self._scaling.y_scale)
 
     def predict_gate(self, X):
         """Gate probabilities g_k(x) of each expert.

@@ -188,13 +188,17 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
     # -- fitted parameters -------------------------------------------------------
     @property
+    def _raw(self):
+        return self._raw_parts()
+
+    @property
     def gate_coef_(self):
         """Gate coefficients, (n_experts, 1 + n_gate_features), intercept in column 0.
 
         Row 0 (the reference expert) is fixed at zero: the softmax gate is
         identifiable only up to a common shift of its rows.
         """
-        return self.gate_.coef
+        return self._raw[0]["coef"]
 
     @property
     def expert_coef_(self):
@@ -202,7 +206,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
         Column 0 is zero when ``fit_intercept=False``.
         """
-        coef = self.experts_.coef
+        coef = self._raw[1]["coef"]
         if self.fit_intercept:
             return coef
         return np.hstack([np.zeros((coef.shape[0], 1)), coef])
@@ -210,7 +214,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     @property
     def noise_variance_(self):
         """Noise variance of each expert, (n_experts,)."""
-        return self.experts_.var
+        return self._raw[1]["var"]
 
     # -- prediction ----------------------------------------------------------------
     def predict_experts(self, X):
@@ -226,7 +230,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         """
         X = self._validate_X(X)
         _, XeT = self._design(X)
-        return self.experts_.mean(XeT).T
+        sc = self._scaling
+        return sc.y_mean + sc.y_scale * self.experts_.mean(XeT).T
 
     def predict(self, X):
         """Predicted mean E[y | x] = sum_k g_k(x) mu_k(x).
@@ -242,4 +247,5 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         X = self._validate_X(X)
         XgT, XeT = self._design(X)
         gate = self.gate_.evaluate(XgT).prob
-        return np.einsum("kn,kn->n", gate, self.experts_.mean(XeT))
+        sc = self._scaling
+        return sc.y_mean + sc.y_scale * np.einsum("kn,kn->n", gate, self.experts_.mean(XeT))

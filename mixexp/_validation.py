@@ -52,7 +52,7 @@ def resolve_features(spec, n_features, feature_names, param):
                 f"{param} names columns, which needs X to be a DataFrame with string column names."
             )
         lookup = {name: i for i, name in enumerate(feature_names)}
-        missing = [v for v in values if v not in lookup]
+        missing = [str(v) for v in values if v not in lookup]
         if missing:
             raise ValueError(f"{param} names columns not in X: {missing}.")
         idx = np.array([lookup[v] for v in values], dtype=np.intp)

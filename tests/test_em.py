@@ -134,7 +134,9 @@ def test_lower_bound_is_mean_log_likelihood_without_penalty():
     moe = MixtureOfExpertsRegressor(3, gate_penalty=0.0, random_state=0).fit(X, y)
     assert_allclose(moe.lower_bound_, moe.score_samples(X, y).mean(), rtol=1e-12)
     pen = MixtureOfExpertsRegressor(3, gate_penalty=5.0, random_state=0).fit(X, y)
-    expected = (pen.score_samples(X, y).sum() - 2.5 * np.sum(pen.gate_coef_[:, 1:] ** 2)) / len(y)
+    # the penalty applies to the slopes of the standardised covariates
+    slopes = pen.gate_coef_[:, 1:] * X.std(axis=0)
+    expected = (pen.score_samples(X, y).sum() - 2.5 * np.sum(slopes**2)) / len(y)
     assert_allclose(pen.lower_bound_, expected, rtol=1e-12)
 
 

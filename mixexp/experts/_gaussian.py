@@ -3,6 +3,7 @@
 import numpy as np
 
 from .._kernels import gaussian_log_prob, linear_stats
+from .._scaling import linear_from_raw, linear_to_raw
 
 _EPS = np.finfo(np.float64).eps
 
@@ -63,6 +64,8 @@ class GaussianExperts:
     """
 
     kind = "gaussian"
+    #: the estimator may fit on a centred and scaled y (location-scale family)
+    standardize_y = True
 
     def __init__(self, n_experts, reg_covar=1e-6):
         self.n_experts = n_experts
@@ -75,12 +78,16 @@ class GaussianExperts:
         """Number of free parameters: K coefficient vectors and K variances."""
         return self.coef.size + self.var.size
 
+    def set_variance_floor(self, y, sample_weight):
+        """Floor = reg_covar * weighted variance of y (reg_covar when y is constant)."""
+        w = sample_weight / sample_weight.sum()
+        var_y = float(w @ (y - w @ y) ** 2)
+        constant = np.ptp(y[sample_weight > 0]) == 0
+        self.var_floor = self.reg_covar * (1.0 if constant or not var_y > 0 else var_y)
+
     def initialize(self, XT, y, resp, sample_weight):
         """Set the variance floor from y and fit the experts to responsibilities."""
-        w = sample_weight / sample_weight.sum()
-        mean = float(w @ y)
-        var_y = float(w @ (y - mean) ** 2)
-        self.var_floor = self.reg_covar * (var_y if var_y > 0 else 1.0)
+        self.set_variance_floor(y, sample_weight)
         self.m_step(XT, y, resp, sample_weight)
 
     def log_prob(self, XT, y):
@@ -100,6 +107,27 @@ class GaussianExperts:
     def variance(self, XT):
         """(K, n) expert variances (constant in x)."""
         return np.repeat(self.var[:, None], XT.shape[1], axis=1)
+
+    def raw_params(self, scaling, intercept):
+        """Parameters on the raw data's scale: ``{"coef", "var"}``.
+
+        The experts are fitted on standardised columns and a standardised y
+        (see :mod:`mixexp._scaling`).
+        """
+        sc = scaling
+        coef = linear_to_raw(sc.y_scale * self.coef, sc.expert_mean, sc.expert_scale, intercept)
+        if intercept:
+            coef[:, 0] += scaling.y_mean
+        return {"coef": coef, "var": scaling.y_scale**2 * self.var}
+
+    def set_raw_params(self, params, scaling, intercept):
+        """Set the parameters from :meth:`raw_params`' output under ``scaling``."""
+        coef = np.array(params["coef"], dtype=float)
+        if intercept:
+            coef[:, 0] -= scaling.y_mean
+        sc = scaling
+        self.coef = linear_from_raw(coef, sc.expert_mean, sc.expert_scale, intercept) / sc.y_scale
+        self.var = np.asarray(params["var"], dtype=float) / scaling.y_scale**2
 
     def get_flat(self):
         """Coefficients then log-variances as a flat vector."""

@@ -5,6 +5,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._kernels import log_softmax_linear, softmax_gate_stats
+from .._scaling import linear_from_raw, linear_to_raw
 
 _MAX_HALVINGS = 30
 
@@ -207,6 +208,19 @@ class SoftmaxGate:
     def _newton_update(self, XT, resp, sample_weight, q, grad, hess):
         delta, old_obj = self._newton_direction(q, grad, hess)
         return self._halving(XT, resp, sample_weight, delta, old_obj)
+
+    # -- raw scale ------------------------------------------------------------
+    def raw_params(self, scaling, intercept=True):
+        """Parameters on the raw data's scale: ``{"coef": (K, 1 + p)}``.
+
+        The gate is fitted on standardised columns (see :mod:`mixexp._scaling`).
+        """
+        return {"coef": linear_to_raw(self.coef, scaling.gate_mean, scaling.gate_scale, True)}
+
+    def set_raw_params(self, params, scaling, intercept=True):
+        """Set the parameters from :meth:`raw_params`' output under ``scaling``."""
+        self.coef = linear_from_raw(params["coef"], scaling.gate_mean, scaling.gate_scale, True)
+        self._pending = None
 
     # -- flat parameter vector -----------------------------------------------
     def get_flat(self):
