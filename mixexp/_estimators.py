@@ -58,9 +58,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         of y (absolute when y is constant). Keeps the likelihood bounded.
     gate_penalty : float, default=1e-3
         L2 penalty on the gate's slope coefficients (not its intercepts),
-        ``gate_penalty / 2 * ||w||^2`` subtracted from the total log-likelihood.
-        It keeps the gate finite when the experts' regions are separable.
-        Set to 0 for the plain maximum-likelihood estimate.
+        ``gate_penalty / 2 * ||w||^2`` subtracted from the total log-likelihood,
+        where ``w`` are the slopes of the standardised covariates (columns
+        centred and scaled to weighted mean 0 and standard deviation 1), so the
+        penalty does not depend on units. It keeps the gate finite when the
+        experts' regions are separable. Set to 0 for the plain
+        maximum-likelihood estimate.
     warm_start : bool, default=False
         If True, a refit starts from the previous solution (one start).
     random_state : int, RandomState instance or None, default=None
