@@ -23,7 +23,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         g_k(x) = \\frac{\\exp(w_{k0} + x_g^\\top w_k)}{\\sum_j \\exp(w_{j0} + x_g^\\top w_j)},
 
     where ``x_g`` are the columns chosen by ``gate_features`` and ``x_e`` those
-    chosen by ``expert_features``. It is fitted by EM: the E-step computes the
+    chosen by ``expert_features``. The fit runs on standardised columns and a
+    standardised y (coefficients are reported on the original scale), so it
+    does not depend on units or offsets. It is fitted by EM: the E-step computes the
     posterior responsibility of each expert for each sample (a fused Numba
     kernel), the M-step fits each expert by weighted least squares and the gate
     by Newton steps with step halving on the weighted multinomial likelihood.
