@@ -22,6 +22,7 @@ from sklearn.utils.validation import (
 )
 
 from ._scaling import design, fit_scaling
+from ._threads import single_threaded_blas
 from ._validation import resolve_features
 from .gates import SoftmaxGate
 from .solvers import Design, e_step_pass, run_em
@@ -155,6 +156,10 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         self : object
             The fitted estimator.
         """
+        with single_threaded_blas():
+            return self._fit(X, y, sample_weight)
+
+    def _fit(self, X, y, sample_weight):
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=False)
         y = self._check_target(y, fitting=True)
         sample_weight = _check_sample_weight(

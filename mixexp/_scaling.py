@@ -36,13 +36,17 @@ class Scaling:
 
 
 def _weighted_moments(Z, w):
+    """Weighted mean and standard deviation of each column of Z (n, d).
+
+    A column that is constant over the rows of positive weight is centred
+    exactly on its value and not scaled.
+    """
     mean = w @ Z
-    var = w @ (Z - mean) ** 2
-    scale = np.sqrt(var)
-    constant = np.ptp(Z[w > 0], axis=0) == 0 if Z.shape[0] else np.ones(Z.shape[1], bool)
-    # a constant column is only centred (exactly, on its value)
-    mean = np.where(constant, Z[np.argmax(w > 0)] if Z.shape[0] else 0.0, mean)
-    scale = np.where(constant | (scale <= 0), 1.0, scale)
+    scale = np.sqrt(w @ (Z - mean) ** 2)
+    positive = Z if np.all(w > 0) else Z[w > 0]
+    constant = positive.min(axis=0) == positive.max(axis=0)
+    mean = np.where(constant, positive[0], mean)
+    scale = np.where(constant | ~(scale > 0), 1.0, scale)
     return mean, scale
 
 
@@ -64,8 +68,11 @@ def fit_scaling(X, y, sample_weight, gate_idx, expert_idx, fit_intercept, standa
     Scaling
     """
     w = sample_weight / sample_weight.sum()
-    g_mean, g_scale = _weighted_moments(X[:, gate_idx], w)
-    e_mean, e_scale = _weighted_moments(X[:, expert_idx], w)
+    used = np.union1d(gate_idx, expert_idx)
+    mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+    mean[used], scale[used] = _weighted_moments(X[:, used], w)
+    g_mean, g_scale = mean[gate_idx], scale[gate_idx]
+    e_mean, e_scale = mean[expert_idx], scale[expert_idx]
     y_mean, y_scale = 0.0, 1.0
     if standardize_y:
         m, s = _weighted_moments(y[:, None], w)

@@ -31,6 +31,7 @@ BLOCK = 1024
 MAX_CHUNKS = 64
 
 _LOG_2PI = math.log(2.0 * math.pi)
+_ONES = np.ones(BLOCK)
 
 
 def n_blocks(n_samples):
@@ -119,32 +120,50 @@ def _block_gaussian_log_prob(XT, y, coef, var, i0, i1, out, mu):
 
 
 @_jit
+def _dot(a, b, L):
+    """sum_i a[i] b[i] over i < L, in a fixed order.
+
+    Four interleaved partial sums, added pairwise at the end: the order does
+    not depend on the alignment of the arrays (as a compiler-reassociated sum
+    would), and the loop still maps onto SIMD lanes.
+    """
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    L4 = L - L % 4
+    for i in range(0, L4, 4):
+        s0 += a[i] * b[i]
+        s1 += a[i + 1] * b[i + 1]
+        s2 += a[i + 2] * b[i + 2]
+        s3 += a[i + 3] * b[i + 3]
+    for i in range(L4, L):
+        s0 += a[i] * b[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+@_jit
 def _block_linear_stats(XT, y, sw, resp, i0, i1, gram, xy, yy, nk, wr, t):
     """Add the weighted moments of each expert on [i0, i1) (upper triangle of gram)."""
     p = XT.shape[0]
     K = resp.shape[0]
+    L = i1 - i0
+    yb = y[i0:i1]
+    wb = sw[i0:i1]
     for k in range(K):
-        sn = 0.0
-        sy = 0.0
-        for i in range(i0, i1):
-            v = sw[i] * resp[k, i]
-            wr[i - i0] = v
-            sn += v
-            sy += v * y[i] * y[i]
-        nk[k] += sn
-        yy[k] += sy
+        rk = resp[k, i0:i1]
+        for i in range(L):
+            wr[i] = wb[i] * rk[i]
+            t[i] = wr[i] * yb[i]
+        nk[k] += _dot(wr, _ONES, L)
+        yy[k] += _dot(t, yb, L)
         for a in range(p):
-            sxy = 0.0
-            for i in range(i0, i1):
-                v = wr[i - i0] * XT[a, i]
-                t[i - i0] = v
-                sxy += v * y[i]
-            xy[k, a] += sxy
+            xa = XT[a, i0:i1]
+            for i in range(L):
+                t[i] = wr[i] * xa[i]
+            xy[k, a] += _dot(t, yb, L)
             for c in range(a, p):
-                acc = 0.0
-                for i in range(i0, i1):
-                    acc += t[i - i0] * XT[c, i]
-                gram[k, a, c] += acc
+                gram[k, a, c] += _dot(t, XT[c, i0:i1], L)
 
 
 @_jit
@@ -161,36 +180,38 @@ def _block_gate_objective(sw, resp, log_gate, i0, i1):
 
 
 @_jit
-def _block_softmax_stats(XT, sw, resp, log_gate, gate_prob, i0, i1, grad, hess, u):
+def _block_softmax_stats(XT, sw, resp, log_gate, gate_prob, i0, i1, grad, hess, u, t):
     """Add the gradient and upper-block negative Hessian of the gate on [i0, i1).
 
-    Returns the block's objective.
-
-    Objective: sum_i w_i sum_k r_ik log g_ik. Expert 0 is the reference; the
-    free parameters are experts 1..K-1, row-major in ``grad`` (K-1, p).
+    Returns the block's objective sum_i w_i sum_k r_ik log g_ik. Expert 0 is
+    the reference; the free parameters are experts 1..K-1, row-major in
+    ``grad`` (K-1, p).
     """
     p = XT.shape[0]
     K = resp.shape[0]
+    L = i1 - i0
+    wb = sw[i0:i1]
     q = _block_gate_objective(sw, resp, log_gate, i0, i1)
     for k in range(1, K):
-        for i in range(i0, i1):
-            u[i - i0] = sw[i] * (resp[k, i] - gate_prob[k, i])
+        rk = resp[k, i0:i1]
+        gk = gate_prob[k, i0:i1]
+        for i in range(L):
+            u[i] = wb[i] * (rk[i] - gk[i])
         for j in range(p):
-            acc = 0.0
-            for i in range(i0, i1):
-                acc += u[i - i0] * XT[j, i]
-            grad[k - 1, j] += acc
+            grad[k - 1, j] += _dot(u, XT[j, i0:i1], L)
         for m in range(k, K):
+            gm = gate_prob[m, i0:i1]
             delta = 1.0 if k == m else 0.0
-            for i in range(i0, i1):
-                u[i - i0] = sw[i] * gate_prob[k, i] * (delta - gate_prob[m, i])
+            for i in range(L):
+                u[i] = wb[i] * gk[i] * (delta - gm[i])
             r0 = (k - 1) * p
             c0 = (m - 1) * p
             for a in range(p):
+                xa = XT[a, i0:i1]
+                for i in range(L):
+                    t[i] = u[i] * xa[i]
                 for c in range(a if k == m else 0, p):
-                    acc = 0.0
-                    for i in range(i0, i1):
-                        acc += u[i - i0] * XT[a, i] * XT[c, i]
+                    acc = _dot(t, XT[c, i0:i1], L)
                     hess[r0 + a, c0 + c] += acc
                     if k == m and c != a:
                         hess[r0 + c, c0 + a] += acc
@@ -290,13 +311,14 @@ def softmax_gate_stats(XT, log_gate, gate_prob, resp, sample_weight, grad, hess,
     nc = q_parts.shape[0]
     for c in prange(nc):
         u = np.empty(BLOCK)
+        t = np.empty(BLOCK)
         b0, b1 = _chunk_blocks(c, nc, n)
         acc = 0.0
         for b in range(b0, b1):
             i0 = b * BLOCK
             i1 = min(n, i0 + BLOCK)
             acc += _block_softmax_stats(
-                XT, sample_weight, resp, log_gate, gate_prob, i0, i1, grad[c], hess[c], u
+                XT, sample_weight, resp, log_gate, gate_prob, i0, i1, grad[c], hess[c], u, t
             )
         q_parts[c] = acc
 
@@ -372,7 +394,7 @@ def fused_softmax_gaussian(
                     acc += sample_weight[i] * mx[i - i0]
             _block_linear_stats(XeT, y, sample_weight, resp, i0, i1, gram[c], xy[c], yy[c], nk[c], mx, s)
             q += _block_softmax_stats(
-                XgT, sample_weight, resp, log_gate, gate_prob, i0, i1, grad[c], hess[c], mx
+                XgT, sample_weight, resp, log_gate, gate_prob, i0, i1, grad[c], hess[c], mx, s
             )
         ll_parts[c] = acc
         qprev_parts[c] = qprev

@@ -61,7 +61,7 @@ class SoftmaxGate:
         """Number of free parameters, (K - 1) * n_design_features."""
         return (self.n_experts - 1) * self.coef.shape[1]
 
-    def initialize(self, XT, resp, sample_weight, max_steps=2):
+    def initialize(self, XT, resp, sample_weight, max_steps=1):
         """Fit the gate to responsibilities from scratch (coefficients start at 0)."""
         self.coef = np.zeros((self.n_experts, XT.shape[0]))
         self._pending = None
