@@ -58,11 +58,49 @@ def _chunk_blocks(c, nc, n):
 # block helpers: samples i0 <= i < i1
 # --------------------------------------------------------------------------
 @_jit
-def _block_posterior(scores, i0, i1, mx, s):
+def _vexp(x, L, scale, scale_bits):
+    """x[i] = exp(x[i]) in place for i < L, in SIMD lanes.
+
+    ``math.exp`` is a scalar libm call (Numba has no vector math library
+    here); this is Cody-Waite range reduction, x = k ln 2 + r with
+    |r| <= ln2 / 2, a degree-13 Taylor polynomial for exp(r) (relative error
+    below 3e-16), and 2^k written as bits into ``scale`` through its int64
+    view ``scale_bits``. Arguments below -708 (including -inf and NaN) give 0;
+    above 709, exp(709).
+    """
+    for i in range(L):
+        x0 = x[i]
+        v = x0 if x0 >= -708.0 else -708.0
+        v = v if v <= 709.0 else 709.0
+        kf = math.floor(v * 1.4426950408889634 + 0.5)
+        r = (v - kf * 0.6931471803691238) - kf * 1.9082149292705877e-10
+        p = 1.6059043836821613e-10
+        p = p * r + 2.08767569878681e-09
+        p = p * r + 2.505210838544172e-08
+        p = p * r + 2.755731922398589e-07
+        p = p * r + 2.7557319223985893e-06
+        p = p * r + 2.48015873015873e-05
+        p = p * r + 0.0001984126984126984
+        p = p * r + 0.001388888888888889
+        p = p * r + 0.008333333333333333
+        p = p * r + 0.041666666666666664
+        p = p * r + 0.16666666666666666
+        p = p * r + 0.5
+        p = p * r + 1.0
+        p = p * r + 1.0
+        x[i] = p if x0 >= -708.0 else 0.0
+        scale_bits[i] = (np.int64(kf) + 1023) << 52
+    for i in range(L):
+        x[i] *= scale[i]
+
+
+@_jit
+def _block_posterior(scores, i0, i1, mx, s, scale, scale_bits):
     """Turn log joint scores (K, n) into posteriors in place on [i0, i1).
 
     ``mx`` receives each row's log-sum-exp (-inf where every score is -inf;
-    those rows get uniform responsibilities).
+    those rows get uniform responsibilities). ``scale``/``scale_bits`` are
+    scratch for :func:`_vexp`.
     """
     K = scores.shape[0]
     L = i1 - i0
@@ -76,9 +114,10 @@ def _block_posterior(scores, i0, i1, mx, s):
     for k in range(K):
         sk = scores[k, i0:i1]
         for i in range(L):
-            e = math.exp(sk[i] - mx[i])
-            sk[i] = e
-            s[i] += e
+            sk[i] -= mx[i]
+        _vexp(sk, L, scale, scale_bits)
+        for i in range(L):
+            s[i] += sk[i]
     for i in range(L):
         if mx[i] == -np.inf:
             for k in range(K):
@@ -219,8 +258,11 @@ def _block_softmax_stats(XT, sw, resp, log_gate, gate_prob, i0, i1, grad, hess, 
 
 
 @_jit
-def _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s):
-    """Log-softmax and softmax of the logits X coef' on [i0, i1)."""
+def _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s, scale, scale_bits):
+    """Log-softmax and softmax of the logits X coef' on [i0, i1).
+
+    ``mx``, ``s`` and ``scale``/``scale_bits`` (for :func:`_vexp`) are scratch.
+    """
     K = coef.shape[0]
     L = i1 - i0
     for i in range(L):
@@ -236,9 +278,10 @@ def _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s):
         lk = log_out[k, i0:i1]
         pk = prob_out[k, i0:i1]
         for i in range(L):
-            e = math.exp(lk[i] - mx[i])
-            pk[i] = e
-            s[i] += e
+            pk[i] = lk[i] - mx[i]
+        _vexp(pk, L, scale, scale_bits)
+        for i in range(L):
+            s[i] += pk[i]
     for i in range(L):
         t = s[i]
         mx[i] += math.log(t)  # mx := log-sum-exp
@@ -262,6 +305,8 @@ def e_step(log_gate, log_prob, sample_weight, resp, ll_rows, ll_parts):
     for c in prange(nc):
         mx = np.empty(BLOCK)
         s = np.empty(BLOCK)
+        scale = np.empty(BLOCK)
+        scale_bits = scale.view(np.int64)
         b0, b1 = _chunk_blocks(c, nc, n)
         acc = 0.0
         for b in range(b0, b1):
@@ -273,7 +318,7 @@ def e_step(log_gate, log_prob, sample_weight, resp, ll_rows, ll_parts):
                 pk = log_prob[k, i0:i1]
                 for i in range(i1 - i0):
                     rk[i] = gk[i] + pk[i]
-            _block_posterior(resp, i0, i1, mx, s)
+            _block_posterior(resp, i0, i1, mx, s, scale, scale_bits)
             for i in range(i0, i1):
                 ll_rows[i] = mx[i - i0]
                 if sample_weight[i] != 0.0:
@@ -293,12 +338,14 @@ def log_softmax_linear(XT, coef, resp, sample_weight, log_out, prob_out, obj_par
     for c in prange(nc):
         mx = np.empty(BLOCK)
         s = np.empty(BLOCK)
+        scale = np.empty(BLOCK)
+        scale_bits = scale.view(np.int64)
         b0, b1 = _chunk_blocks(c, nc, n)
         acc = 0.0
         for b in range(b0, b1):
             i0 = b * BLOCK
             i1 = min(n, i0 + BLOCK)
-            _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s)
+            _block_log_softmax(XT, coef, i0, i1, log_out, prob_out, mx, s, scale, scale_bits)
             if with_objective:
                 acc += _block_gate_objective(sample_weight, resp, log_out, i0, i1)
         obj_parts[c] = acc
@@ -371,6 +418,8 @@ def fused_softmax_gaussian(
     for c in prange(nc):
         mx = np.empty(BLOCK)
         s = np.empty(BLOCK)
+        scale = np.empty(BLOCK)
+        scale_bits = scale.view(np.int64)
         b0, b1 = _chunk_blocks(c, nc, n)
         acc = 0.0
         qprev = 0.0
@@ -378,7 +427,7 @@ def fused_softmax_gaussian(
         for b in range(b0, b1):
             i0 = b * BLOCK
             i1 = min(n, i0 + BLOCK)
-            _block_log_softmax(XgT, gate_coef, i0, i1, log_gate, gate_prob, mx, s)
+            _block_log_softmax(XgT, gate_coef, i0, i1, log_gate, gate_prob, mx, s, scale, scale_bits)
             if with_prev:
                 qprev += _block_gate_objective(sample_weight, resp_prev, log_gate, i0, i1)
             _block_gaussian_log_prob(XeT, y, coef, var, i0, i1, resp, mx)
@@ -387,7 +436,7 @@ def fused_softmax_gaussian(
                 gk = log_gate[k, i0:i1]
                 for i in range(i1 - i0):
                     rk[i] += gk[i]
-            _block_posterior(resp, i0, i1, mx, s)
+            _block_posterior(resp, i0, i1, mx, s, scale, scale_bits)
             for i in range(i0, i1):
                 ll_rows[i] = mx[i - i0]
                 if sample_weight[i] != 0.0:
