@@ -62,8 +62,29 @@ def _symmetrize_block_upper(h, p):
     return full
 
 
-def e_step(log_gate, log_prob, sample_weight):
+def _out(buffer, shape):
+    """``buffer`` if it is a usable float64 C-contiguous array of ``shape``, else a new one."""
+    if (
+        buffer is not None
+        and buffer.shape == shape
+        and buffer.dtype == np.float64
+        and buffer.flags.c_contiguous
+        and buffer.flags.writeable
+    ):
+        return buffer
+    return np.empty(shape)
+
+
+def e_step(log_gate, log_prob, sample_weight, out=None):
     """Posterior responsibilities and log-likelihood from (K, n) log arrays.
+
+    Parameters
+    ----------
+    log_gate, log_prob : ndarray of shape (K, n)
+    sample_weight : ndarray of shape (n,)
+    out : ndarray of shape (K, n), optional
+        Where to write the responsibilities; may be ``log_prob`` itself (each
+        element is read before it is written), which saves a (K, n) array.
 
     Returns
     -------
@@ -79,7 +100,7 @@ def e_step(log_gate, log_prob, sample_weight):
     K, n = log_gate.shape
     if log_prob.shape != (K, n) or sample_weight.shape != (n,):
         raise ValueError("e_step: log_gate, log_prob and sample_weight disagree in shape")
-    resp = np.empty((K, n))
+    resp = _out(out, (K, n))
     ll_rows = np.empty(n)
     blocks = np.zeros(n_chunks(n))
     _run(_k.e_step, n, log_gate, log_prob, sample_weight, resp, ll_rows, blocks)
@@ -162,7 +183,7 @@ def linear_stats(XT, y, resp, sample_weight):
     )
 
 
-def fused_softmax_gaussian(XgT, gate_coef, XeT, y, coef, var, sample_weight, resp_prev=None):
+def fused_softmax_gaussian(XgT, gate_coef, XeT, y, coef, var, sample_weight, resp_prev=None, out=None):
     """Gate, E-step and all M-step statistics for a softmax gate with Gaussian experts.
 
     Parameters
@@ -175,6 +196,10 @@ def fused_softmax_gaussian(XgT, gate_coef, XeT, y, coef, var, sample_weight, res
     resp_prev : ndarray of shape (K, n), optional
         Responsibilities of the previous pass: the kernel then also returns the
         gate objective of the new gate under them (to check a gate step).
+    out : tuple of three ndarrays of shape (K, n), optional
+        Buffers to reuse for ``(log_gate, gate_prob, resp)`` (none of them may
+        be ``resp_prev``); saves allocating and faulting in three (K, n)
+        arrays per pass.
 
     Returns
     -------
@@ -197,9 +222,10 @@ def fused_softmax_gaussian(XgT, gate_coef, XeT, y, coef, var, sample_weight, res
     nb = n_chunks(n)
     with_prev = resp_prev is not None
     resp_prev = _f64(resp_prev) if with_prev else np.zeros((1, 1))
-    log_gate = np.empty((K, n))
-    gate_prob = np.empty((K, n))
-    resp = np.empty((K, n))
+    out = (None, None, None) if out is None else out
+    log_gate, gate_prob, resp = (_out(b, (K, n)) for b in out)
+    if with_prev and any(np.shares_memory(b, resp_prev) for b in (log_gate, gate_prob, resp)):
+        raise ValueError("fused_softmax_gaussian: an out buffer overlaps resp_prev")
     ll_rows = np.empty(n)
     blocks = np.zeros(nb)
     qprev = np.zeros(nb)

@@ -47,17 +47,19 @@ class Pass:
     expert_stats: tuple | None = None
 
 
-def _fused_softmax_gaussian(gate, experts, data, resp_prev):
+def _fused_softmax_gaussian(gate, experts, data, resp_prev, out):
     resp, ll_rows, total, gate_eval, q_prev, gate_stats, expert_stats = fused_softmax_gaussian(
         data.XgT, gate.coef, data.XeT, data.y, experts.coef, experts.var,
-        data.sample_weight, resp_prev,
+        data.sample_weight, resp_prev, out,
     )
     return Pass(resp, ll_rows, total, gate_eval, q_prev, gate_stats, expert_stats)
 
 
-#: (gate.kind, experts.kind) -> function(gate, experts, data, resp_prev) -> Pass.
+#: (gate.kind, experts.kind) -> function(gate, experts, data, resp_prev, out) -> Pass.
 #: The function evaluates the gate at its current coefficients itself and, with
-#: ``resp_prev``, returns the gate objective under those responsibilities.
+#: ``resp_prev``, returns the gate objective under those responsibilities;
+#: ``out`` is a tuple of (K, n) buffers (log-gate, gate weights, responsibilities)
+#: it may overwrite, or None.
 FUSED_PASSES = {("softmax", "gaussian"): _fused_softmax_gaussian}
 
 
@@ -71,7 +73,8 @@ def e_step_pass(gate, experts, data, gate_eval=None):
     if gate_eval is None:
         gate_eval = gate.evaluate(data.XgT)
     log_prob = experts.log_prob(data.XeT, data.y)
-    resp, ll_rows, total = e_step(gate_eval.log, log_prob, data.sample_weight)
+    # the responsibilities overwrite the log-densities, a temporary here
+    resp, ll_rows, total = e_step(gate_eval.log, log_prob, data.sample_weight, out=log_prob)
     return Pass(resp, ll_rows, total, gate_eval)
 
 
@@ -125,13 +128,21 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
     n_iter = 0
     gate_eval = None
     resp_prev = None
+    # (K, n) buffers reused across passes: the gate's log-weights and weights,
+    # and two responsibility arrays used in turn (the previous one is still
+    # needed to check the gate's step).
+    buffers = [None, None, None, None]
     t0 = time.perf_counter()
     while True:
         if fused is not None:
-            step = fused(gate, experts, data, resp_prev if gate.pending else None)
+            out = (buffers[0], buffers[1], buffers[2] if resp_prev is not buffers[2] else buffers[3])
+            step = fused(gate, experts, data, resp_prev if gate.pending else None, out)
             if gate.pending and not gate.accept(step.q_prev):
                 gate.backtrack(data.XgT, resp_prev, data.sample_weight)
-                step = fused(gate, experts, data, None)
+                step = fused(gate, experts, data, None, out)
+            buffers[0], buffers[1] = step.gate_eval
+            if step.resp is not buffers[2]:
+                buffers[2], buffers[3] = step.resp, buffers[2]
         else:
             step = e_step_pass(gate, experts, data, gate_eval)
         previous, lower_bound = lower_bound, objective(gate, step.total, data)
