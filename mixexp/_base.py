@@ -24,7 +24,7 @@ from sklearn.utils.validation import (
 from ._scaling import design, fit_scaling
 from ._threads import single_threaded_blas
 from ._validation import resolve_features
-from .gates import SoftmaxGate
+from .gates import GATES
 from .solvers import Design, e_step_pass, run_em
 
 _INIT_METHODS = ("kmeans", "random")
@@ -51,6 +51,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
 
     _parameter_constraints: dict = {
         "n_experts": [Interval(Integral, 1, None, closed="left")],
+        "gate": [StrOptions(set(GATES))],
         "gate_features": [None, "array-like", Integral, str],
         "expert_features": [None, "array-like", Integral, str],
         "fit_intercept": ["boolean"],
@@ -70,6 +71,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         self,
         n_experts=2,
         *,
+        gate="softmax",
         gate_features=None,
         expert_features=None,
         fit_intercept=True,
@@ -84,6 +86,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         verbose=0,
     ):
         self.n_experts = n_experts
+        self.gate = gate
         self.gate_features = gate_features
         self.expert_features = expert_features
         self.fit_intercept = fit_intercept
@@ -107,7 +110,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         """Validate y (already 1-D) and return it in the form the experts use."""
 
     def _make_gate(self):
-        return SoftmaxGate(self.n_experts, penalty=self.gate_penalty)
+        return GATES[self.gate](self.n_experts, penalty=self.gate_penalty)
 
     # -- design ------------------------------------------------------------------
     def _design(self, X):
@@ -174,6 +177,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
             )
         names = getattr(self, "feature_names_in_", None)
         gate_idx = resolve_features(self.gate_features, n_features, names, "gate_features")
+        if self.gate == "constant":
+            gate_idx = gate_idx[:0]  # mixing weights that do not depend on x
         expert_idx = resolve_features(self.expert_features, n_features, names, "expert_features")
         if expert_idx.size == 0 and not self.fit_intercept:
             raise ValueError(

@@ -1,13 +1,17 @@
 """The public estimators: thin classes that choose the parts."""
 
+import copy
 import warnings
 
 import numpy as np
 from sklearn.base import RegressorMixin
+from sklearn.utils._param_validation import HasMethods, StrOptions
 
 from ._base import BaseMixtureOfExperts
 from ._validation import check_numeric_target
-from .experts import GaussianExperts
+from .experts import EXPERT_FAMILIES
+
+_FAMILY_METHODS = ["log_prob", "m_step", "mean", "n_parameters"]
 
 
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
@@ -35,6 +39,16 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     ----------
     n_experts : int, default=2
         Number of experts K.
+    expert : str, ExpertFamily subclass or instance, default="gaussian"
+        The experts' family: ``"gaussian"`` (linear regression with Gaussian
+        noise). A class implementing :class:`mixexp.experts.ExpertFamily` is
+        called as ``expert(n_experts, reg_covar=reg_covar)``; a configured
+        instance is copied for each fit.
+    gate : {"softmax", "constant"}, default="softmax"
+        ``"softmax"``: mixing weights depend on x through a multinomial
+        logistic model. ``"constant"``: mixing proportions that do not depend
+        on x, i.e. the finite mixture of regressions (mixtools' ``regmixEM``,
+        flexmix without a concomitant model); ``gate_features`` is ignored.
     gate_features : None, int, str, array-like of int or str, or boolean mask, default=None
         Columns of X that feed the gate (flexmix's concomitant variables).
         ``None`` uses every column; an empty list gives a gate with only
@@ -83,10 +97,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         ``fit_intercept=False``).
     noise_variance_ : ndarray of shape (n_experts,)
         Noise variance sigma_k^2 of each expert.
-    gate_ : SoftmaxGate
-        The fitted gate part.
-    experts_ : GaussianExperts
-        The fitted expert part.
+    gate_ : SoftmaxGate or ConstantGate
+        The fitted gate part (parameters on the standardised scale).
+    experts_ : ExpertFamily
+        The fitted expert part (parameters on the standardised scale).
     gate_feature_indices_ : ndarray of int
         Columns of X used by the gate.
     expert_feature_indices_ : ndarray of int
@@ -142,10 +156,17 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     array([ 0., -2.])
     """
 
+    _parameter_constraints: dict = {
+        **BaseMixtureOfExperts._parameter_constraints,
+        "expert": [StrOptions(set(EXPERT_FAMILIES)), HasMethods(_FAMILY_METHODS)],
+    }
+
     def __init__(
         self,
         n_experts=2,
         *,
+        expert="gaussian",
+        gate="softmax",
         gate_features=None,
         expert_features=None,
         fit_intercept=True,
@@ -159,8 +180,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         random_state=None,
         verbose=0,
     ):
+        self.expert = expert
         super().__init__(
             n_experts=n_experts,
+            gate=gate,
             gate_features=gate_features,
             expert_features=expert_features,
             fit_intercept=fit_intercept,
@@ -176,12 +199,21 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         )
 
     def _make_experts(self):
-        return GaussianExperts(self.n_experts, reg_covar=self.reg_covar)
+        expert = self.expert
+        if isinstance(expert, str):
+            return EXPERT_FAMILIES[expert](self.n_experts, reg_covar=self.reg_covar)
+        if isinstance(expert, type):
+            return expert(self.n_experts, reg_covar=self.reg_covar)
+        family = copy.deepcopy(expert)  # a configured instance: a fresh copy per fit
+        family.n_experts = self.n_experts
+        return family
 
     def _check_target(self, y, fitting):
         y = check_numeric_target(y, type(self).__name__)
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinity.")
+        family = self.experts_ if not fitting and hasattr(self, "experts_") else self._make_experts()
+        y = family.check_target(y)
         if fitting and y.size > 1 and np.ptp(y) == 0:
             warnings.warn(
                 "y is constant: every expert fits it exactly and the noise variances "
@@ -216,10 +248,17 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             return coef
         return np.hstack([np.zeros((coef.shape[0], 1)), coef])
 
+    def _family_param(self, key, what):
+        raw = self._raw[1]
+        if key not in raw:
+            raise AttributeError(f"{what} is not a parameter of expert={self.expert!r}")
+        return raw[key]
+
     @property
     def noise_variance_(self):
-        """Noise variance of each expert, (n_experts,)."""
-        return self._raw[1]["var"]
+        """Noise variance of each expert, (n_experts,) (Gaussian experts; for
+        Student-t experts the squared scale)."""
+        return self._family_param("var", "noise_variance_")
 
     # -- prediction ----------------------------------------------------------------
     def predict_experts(self, X):

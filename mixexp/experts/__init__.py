@@ -1,5 +1,12 @@
-"""Expert families: the conditional models f_k(y | x) of a mixture of experts."""
+"""Expert families: the conditional models f_k(y | x) of a mixture of experts.
 
+See :class:`ExpertFamily` for the interface a family implements.
+"""
+
+from ._base import ExpertFamily
 from ._gaussian import GaussianExperts
 
-__all__ = ["GaussianExperts"]
+#: ``expert=`` names accepted by :class:`mixexp.MixtureOfExpertsRegressor`.
+EXPERT_FAMILIES = {"gaussian": GaussianExperts}
+
+__all__ = ["EXPERT_FAMILIES", "ExpertFamily", "GaussianExperts"]

@@ -4,6 +4,7 @@ import numpy as np
 
 from .._kernels import gaussian_log_prob, linear_stats
 from .._scaling import linear_from_raw, linear_to_raw
+from ._base import ExpertFamily
 
 _EPS = np.finfo(np.float64).eps
 
@@ -41,7 +42,7 @@ def _solve_weighted_least_squares(gram, xy, yy, nk, var_floor):
     return coef, np.maximum(var, var_floor)
 
 
-class GaussianExperts:
+class GaussianExperts(ExpertFamily):
     """K Gaussian linear regression experts.
 
     Expert k models ``y = x . beta_k + e``, ``e ~ N(0, sigma_k^2)``, on a design
@@ -68,27 +69,13 @@ class GaussianExperts:
     standardize_y = True
 
     def __init__(self, n_experts, reg_covar=1e-6):
-        self.n_experts = n_experts
-        self.reg_covar = reg_covar
-        self.coef = None
+        super().__init__(n_experts, reg_covar)
         self.var = None
         self.var_floor = None
 
     def n_parameters(self):
         """Number of free parameters: K coefficient vectors and K variances."""
         return self.coef.size + self.var.size
-
-    def set_variance_floor(self, y, sample_weight):
-        """Floor = reg_covar * weighted variance of y (reg_covar when y is constant)."""
-        w = sample_weight / sample_weight.sum()
-        var_y = float(w @ (y - w @ y) ** 2)
-        constant = np.ptp(y[sample_weight > 0]) == 0
-        self.var_floor = self.reg_covar * (1.0 if constant or not var_y > 0 else var_y)
-
-    def initialize(self, XT, y, resp, sample_weight):
-        """Set the variance floor from y and fit the experts to responsibilities."""
-        self.set_variance_floor(y, sample_weight)
-        self.m_step(XT, y, resp, sample_weight)
 
     def log_prob(self, XT, y):
         """(K, n) log-densities log N(y_i; x_i . beta_k, sigma_k^2)."""

@@ -78,9 +78,9 @@ def e_step_pass(gate, experts, data, gate_eval=None):
     return Pass(resp, ll_rows, total, gate_eval)
 
 
-def objective(gate, total, data):
+def objective(gate, experts, total, data):
     """Mean penalised log-likelihood: the quantity EM never decreases."""
-    return (total - gate.penalty_value()) / data.weight_sum
+    return (total - gate.penalty_value() - experts.penalty_value()) / data.weight_sum
 
 
 @dataclass
@@ -145,7 +145,7 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
                 buffers[2], buffers[3] = step.resp, buffers[2]
         else:
             step = e_step_pass(gate, experts, data, gate_eval)
-        previous, lower_bound = lower_bound, objective(gate, step.total, data)
+        previous, lower_bound = lower_bound, objective(gate, experts, step.total, data)
         history.append(lower_bound)
         if verbose >= 2:
             print(f"{label}iter {n_iter:4d}  mean log-lik {lower_bound:.8f}")
