@@ -29,12 +29,16 @@ k <- as.integer(args[2]); nrep <- as.integer(args[3]); tol <- as.numeric(args[4]
 set.seed(as.integer(args[5]))
 xs <- setdiff(names(D), "y")
 f <- as.formula(paste("y ~", paste(xs, collapse = " + ")))
-conc <- FLXPmultinom(as.formula(paste("~", paste(xs, collapse = " + "))))
+conc <- if (args[6] == "1") FLXPmultinom(as.formula(paste("~", paste(xs, collapse = " + ")))) else NULL
 ctrl <- list(minprior = 0, tolerance = tol, iter.max = 2000)
 best <- NULL
 for (r in seq_len(nrep)) {
-  m <- try(flexmix(f, data = D, k = k, model = FLXMRglm(family = "gaussian"),
-                   concomitant = conc, control = ctrl), silent = TRUE)
+  m <- if (is.null(conc)) {
+    try(flexmix(f, data = D, k = k, model = FLXMRglm(family = "gaussian"), control = ctrl), silent = TRUE)
+  } else {
+    try(flexmix(f, data = D, k = k, model = FLXMRglm(family = "gaussian"),
+                concomitant = conc, control = ctrl), silent = TRUE)
+  }
   if (inherits(m, "try-error")) next
   if (m@k < k) next
   if (is.null(best) || logLik(m) > logLik(best)) best <- m
@@ -45,8 +49,11 @@ if (is.null(best)) { cat("RESULT NA\n") } else {
 """
 
 
-def flexmix_gaussian_moe(X, y, n_experts, nrep=5, tol=1e-8, seed=0):
+def flexmix_gaussian_moe(X, y, n_experts, nrep=5, tol=1e-8, seed=0, concomitant=True):
     """Best log-likelihood of flexmix's softmax-gated Gaussian MoE over ``nrep`` starts.
+
+    With ``concomitant=False`` the mixing weights are constant (a finite
+    mixture of regressions).
 
     Starts that lose an expert (flexmix drops components) are not counted.
 
@@ -63,7 +70,8 @@ def flexmix_gaussian_moe(X, y, n_experts, nrep=5, tol=1e-8, seed=0):
         script = Path(tmp) / "fit.R"
         script.write_text(_SCRIPT)
         out = subprocess.run(
-            ["Rscript", "--vanilla", str(script), str(csv), str(n_experts), str(nrep), str(tol), str(seed)],
+            ["Rscript", "--vanilla", str(script), str(csv), str(n_experts), str(nrep), str(tol), str(seed),
+             "1" if concomitant else "0"],
             capture_output=True, text=True, timeout=1200, check=True,
         ).stdout
     fields = next(line for line in out.splitlines() if line.startswith("RESULT")).split()

@@ -1,5 +1,6 @@
 """Cross-checks against R's flexmix (run only where Rscript has flexmix)."""
 
+import numpy as np
 import pytest
 
 from mixexp import MixtureOfExpertsRegressor
@@ -23,4 +24,17 @@ def test_reaches_flexmix_best_log_likelihood(seed):
     ours = moe.score_samples(X, y).sum()
     assert flex_ll is not None
     # both stop on a tolerance of 1e-9 (relative for flexmix, per sample for us)
+    assert ours >= flex_ll - 1e-6 * abs(flex_ll)
+
+
+def test_constant_gate_reaches_flexmix_mixture_of_regressions():
+    """gate='constant' is flexmix without a concomitant model (mixtools' regmixEM)."""
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-2, 2, size=(1500, 1))
+    z = rng.uniform(size=1500) < 0.35
+    y = np.where(z, 1 + 2 * X[:, 0], -1 - X[:, 0]) + 0.4 * rng.standard_normal(1500)
+    flex_ll, _ = flexmix_gaussian_moe(X, y, 2, nrep=3, tol=1e-9, seed=3, concomitant=False)
+    moe = MixtureOfExpertsRegressor(2, gate="constant", n_init=3, tol=1e-9, max_iter=5000, random_state=0)
+    ours = moe.fit(X, y).score_samples(X, y).sum()
+    assert flex_ll is not None
     assert ours >= flex_ll - 1e-6 * abs(flex_ll)
