@@ -77,14 +77,14 @@ N_EXPERTS = 3
 N_FEATURES = 2
 # flexmix stops when |LL_t - LL_{t-1}| / (|LL_t| + 0.1) < tolerance (relative change
 # of the total log-likelihood LL); 1e-6 is its default.
-FLEXMIX_TOL = 1e-6
+FLEXMIX_TOL = 1e-6  # default; --tol sets both sides
 # mixexp stops when the MEAN log-likelihood LL / n changes by less than tol, i.e.
 # when |LL_t - LL_{t-1}| / |LL_t| < tol / |LL_t / n|. The same relative criterion
 # as flexmix's would be tol = 1e-6 * |mean log-lik|; on these data the mean
 # log-likelihood is of order one (noise variances 0.1-0.5), so tol = 1e-6 is
 # (nearly) the same stopping rule. The effective relative tolerance
 # tol / |mean log-lik| is printed for each fit.
-MIXEXP_TOL = 1e-6
+MIXEXP_TOL = 1e-6  # default; --tol sets both sides
 MAX_ITER = 1000  # both sides (flexmix's iter.max; mixexp's max_iter)
 
 R_SCRIPT = r"""
@@ -692,9 +692,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="data seed (and R's set.seed); default 0")
     parser.add_argument("--flexmix-timeout", type=float, default=1800.0,
                         help="seconds allowed for each Rscript run; default 1800")
+    parser.add_argument("--tol", type=float, default=None,
+                        help="tolerance for both sides (flexmix's relative tolerance and mixexp's tol); "
+                        "default 1e-6, flexmix's default")
     parser.add_argument("--skip", default="",
                         help="comma-separated sections to skip: flexmix, kernels, memory")
     args = parser.parse_args(argv)
+    if args.tol is not None:
+        global FLEXMIX_TOL, MIXEXP_TOL
+        FLEXMIX_TOL = MIXEXP_TOL = args.tol
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if args.sizes is not None:
         sizes = args.sizes
