@@ -4,8 +4,8 @@ Estimators follow the scikit-learn API (fit/predict, pipelines, grid search,
 clone, pickle). The documentation lives in docs/.
 """
 
-from ._estimators import MixtureOfExpertsRegressor
+from ._estimators import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["MixtureOfExpertsRegressor", "__version__"]
+__all__ = ["MixtureOfExpertsClassifier", "MixtureOfExpertsRegressor", "__version__"]

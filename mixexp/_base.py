@@ -59,7 +59,6 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "init": [StrOptions(set(_INIT_METHODS)), "array-like"],
-        "reg_covar": [Interval(Real, 0, None, closed="left")],
         "gate_penalty": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
@@ -79,7 +78,6 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         tol=1e-6,
         n_init=1,
         init="kmeans",
-        reg_covar=1e-6,
         gate_penalty=1e-3,
         warm_start=False,
         random_state=None,
@@ -94,7 +92,6 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         self.tol = tol
         self.n_init = n_init
         self.init = init
-        self.reg_covar = reg_covar
         self.gate_penalty = gate_penalty
         self.warm_start = warm_start
         self.random_state = random_state
@@ -111,6 +108,15 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
 
     def _make_gate(self):
         return GATES[self.gate](self.n_experts, penalty=self.gate_penalty)
+
+    def _warm_start_compatible(self, previous):
+        """Whether the previous fit's raw parameters ``previous`` (see ``_raw_parts``)
+        can start this fit, beyond the checks of features, K, family and intercept."""
+        return True
+
+    def _cluster_data(self, X, y, sample_weight):
+        """The (n, d) rows k-means clusters for ``init="kmeans"``: standardised (X, y)."""
+        return _standardize(np.column_stack([X, y]), sample_weight)
 
     # -- design ------------------------------------------------------------------
     def _design(self, X):
@@ -195,6 +201,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                 and self.gate_.n_experts == self.n_experts
                 and type(self.experts_) is type(self._make_experts())
                 and previous[2] == self.fit_intercept
+                and self._warm_start_compatible(previous)
             )
             previous = previous if warm else None
         self.gate_feature_indices_ = gate_idx
@@ -219,7 +226,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                 experts.set_variance_floor(data.y, data.sample_weight)
             else:
                 if init_resp is None and self.init == "kmeans" and cluster_data is None:
-                    cluster_data = _standardize(np.column_stack([X, y]), sample_weight)
+                    cluster_data = self._cluster_data(X, y, sample_weight)
                 resp = self._initial_responsibilities(
                     init_resp, cluster_data, data, random_state
                 )

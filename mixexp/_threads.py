@@ -23,3 +23,13 @@ def single_threaded_blas():
     """Limit BLAS libraries to one thread inside the ``with`` block."""
     with _controller().limit(limits=1, user_api="blas"):
         yield
+
+
+@contextlib.contextmanager
+def single_threaded_openmp():
+    """Limit OpenMP libraries (scikit-learn's k-means) to one thread inside the ``with`` block.
+
+    Numba's kernels set their own thread count per call, unaffected outside the block.
+    """
+    with _controller().limit(limits=1, user_api="openmp"):
+        yield

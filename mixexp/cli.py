@@ -1,8 +1,9 @@
-"""Command line: ``python -m mixexp demo`` and ``python -m mixexp fit``.
+"""Command line: ``python -m mixexp demo``, ``fit`` and ``experiment``.
 
 ``demo`` fits a mixture of experts to the motorcycle data shipped with the
 package and prints a summary beside a single linear regression. ``fit`` does
-the same for a CSV file of your own.
+the same for a CSV file of your own. ``experiment NAME`` runs a registered
+theory experiment (see :mod:`mixexp.theory.registry`).
 """
 
 import argparse
@@ -136,6 +137,16 @@ def _fit(args):
     summarize(X, table[:, t], features, args.target, args.n_experts, args.n_init, args.random_state)
 
 
+def _experiment(args):
+    from .theory.registry import run_experiment
+
+    result = run_experiment(
+        args.name, quick=args.quick, n_jobs=args.n_jobs, out=args.out, progress=True,
+        random_state=args.random_state,
+    )
+    print(f"wrote {result['csv']} and {result['png']} in {result['seconds']:.1f} s")
+
+
 def main(argv=None):
     """Entry point of ``python -m mixexp``.
 
@@ -154,6 +165,18 @@ def main(argv=None):
         p.add_argument("--n-experts", type=int, default=k)
         p.add_argument("--n-init", type=int, default=10)
         p.add_argument("--random-state", type=int, default=0)
+    from .theory.registry import EXPERIMENTS
+
+    exp = sub.add_parser(
+        "experiment",
+        help="run a registered theory experiment; write NAME.csv and NAME.png",
+        description="\n".join(f"{e.name}: {e.description}" for e in EXPERIMENTS.values()),
+    )
+    exp.add_argument("name", choices=sorted(EXPERIMENTS), metavar="NAME", help=", ".join(sorted(EXPERIMENTS)))
+    exp.add_argument("--quick", action="store_true", help="the small version (about a minute)")
+    exp.add_argument("--n-jobs", type=int, default=None, help="parallel workers over the experiment's cells")
+    exp.add_argument("--out", default=".", help="output directory (default: the current one)")
+    exp.add_argument("--random-state", type=int, default=0)
     args = parser.parse_args(argv)
-    {"demo": _demo, "fit": _fit}[args.command](args)
+    {"demo": _demo, "fit": _fit, "experiment": _experiment}[args.command](args)
     return 0

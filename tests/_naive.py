@@ -76,3 +76,103 @@ def conditional_log_density(X, y, gate_coef, expert_coef, noise_variance):
     log_gate = special.log_softmax(X1 @ gate_coef.T, axis=1)
     dens = stats.norm.logpdf(y[:, None], loc=X1 @ expert_coef.T, scale=np.sqrt(noise_variance))
     return special.logsumexp(log_gate + dens, axis=1)
+
+
+def glm_log_prob(XT, y, coef, family, shape=None):
+    """Log-link Poisson or Gamma log-densities (K, n), from scipy.stats."""
+    mu = np.exp(coef @ XT)
+    if family == "poisson":
+        return stats.poisson.logpmf(y[None, :], mu)
+    return stats.gamma.logpdf(y[None, :], a=shape[:, None], scale=mu / shape[:, None])
+
+
+def glm_stats(XT, y, resp, sample_weight, coef, family, active=None):
+    """Objective, gradient, negative Hessian, sum of weights and sum a log y per expert.
+
+    Poisson objective sum_i a_i (y_i eta_i - exp(eta_i)); Gamma (shape 1)
+    sum_i a_i (-eta_i - y_i exp(-eta_i)); ``a = w r``. Inactive experts get zeros.
+    """
+    a = resp * sample_weight
+    eta = coef @ XT
+    with np.errstate(over="ignore"):
+        if family == "poisson":
+            e = np.exp(eta)
+            terms, u = y * eta - e, y - e
+        else:
+            e = y * np.exp(-eta)
+            terms, u = -eta - e, e - 1.0
+    zero = a == 0
+    terms, u, e = (np.where(zero, 0.0, v) for v in (terms, u, e))
+    q = (a * terms).sum(axis=1)
+    grad = (a * u) @ XT.T
+    hess = np.einsum("kn,pn,qn->kpq", a * e, XT, XT)
+    nk = a.sum(axis=1)
+    log_y_sum = a @ np.log(y) if family == "gamma" else None
+    if active is not None:
+        q[~active], grad[~active], hess[~active], nk[~active] = 0.0, 0.0, 0.0, 0.0
+        if log_y_sum is not None:
+            log_y_sum[~active] = 0.0
+    return q, grad, hess, nk, log_y_sum
+
+
+def conditional_log_density_glm(X_gate, X_expert, y, gate_coef, expert_coef, family, dispersion=None):
+    """log p(y | x) of a softmax-gated log-link GLM MoE, from the estimator's attributes."""
+    G1 = np.column_stack([np.ones(len(y)), X_gate])
+    E1 = np.column_stack([np.ones(len(y)), X_expert])
+    log_gate = special.log_softmax(G1 @ gate_coef.T, axis=1)
+    shape = None if dispersion is None else 1.0 / np.asarray(dispersion)
+    dens = glm_log_prob(E1.T, y, expert_coef, family, shape).T
+    return special.logsumexp(log_gate + dens, axis=1)
+
+
+# -- multinomial logistic experts ---------------------------------------------------------------------
+def multinomial_log_prob(XT, y, coef):
+    """(K, n) log p_k(y_i | x_i) with p_k = softmax(coef[k] @ x) over the classes."""
+    y = np.asarray(y).astype(int)
+    logits = np.einsum("kcp,pn->kcn", coef, XT)
+    log_p = special.log_softmax(logits, axis=1)
+    return log_p[:, y, np.arange(XT.shape[1])]
+
+
+def multinomial_stats(XT, y, coef, resp, sample_weight):
+    """Objective (K,), gradient (K, C-1, p) and negative Hessian of each expert's M-step.
+
+    Expert k's objective is the gate's (:func:`softmax_gate_stats`) with one-hot
+    targets and weights w_i r_ki.
+    """
+    y = np.asarray(y).astype(int)
+    K, C, p = coef.shape
+    T = np.zeros((C, XT.shape[1]))
+    T[y, np.arange(XT.shape[1])] = 1.0
+    q, grad, hess = [], [], []
+    for k in range(K):
+        log_p = special.log_softmax(coef[k] @ XT, axis=0)
+        qk, gk, hk = softmax_gate_stats(XT, log_p, T, sample_weight * resp[k])
+        q.append(qk)
+        grad.append(gk)
+        hess.append(hk)
+    return np.array(q), np.array(grad), np.array(hess)
+
+
+def fused_softmax_multinomial(XgT, gate_coef, XeT, y, coef, sample_weight, resp_prev=None,
+                              expert_resp_prev=None):
+    log_gate, gate_prob, _ = log_softmax_linear(XgT, gate_coef)
+    q_prev = None
+    if resp_prev is not None:
+        q_prev = log_softmax_linear(XgT, gate_coef, resp_prev, sample_weight)[2]
+    log_prob = multinomial_log_prob(XeT, y, coef)
+    eq_prev = None
+    if expert_resp_prev is not None:
+        eq_prev = multinomial_stats(XeT, y, coef, expert_resp_prev, sample_weight)[0]
+    resp, ll_rows, total = e_step(log_gate, log_prob, sample_weight)
+    gate_stats = softmax_gate_stats(XgT, log_gate, resp, sample_weight)
+    expert_stats = multinomial_stats(XeT, y, coef, resp, sample_weight)
+    return resp, ll_rows, total, (log_gate, gate_prob), q_prev, gate_stats, expert_stats, eq_prev
+
+
+def classifier_log_proba(X, gate_coef, expert_coef):
+    """(n, C) log P(y = c | x) of a softmax-gated multinomial MoE, from the estimator's attributes."""
+    X1 = np.column_stack([np.ones(len(X)), X])
+    log_gate = special.log_softmax(X1 @ gate_coef.T, axis=1)  # (n, K)
+    log_p = special.log_softmax(np.einsum("kcp,np->nkc", expert_coef, X1), axis=2)  # (n, K, C)
+    return special.logsumexp(log_gate[:, :, None] + log_p, axis=1)

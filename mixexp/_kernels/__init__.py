@@ -11,7 +11,9 @@ private kernel, and adds the chunks' partial sums up in chunk order
 import numba
 import numpy as np
 
+from . import _glm as _g
 from . import _kernels as _k
+from . import _multinomial as _mn
 from ._kernels import n_blocks, n_chunks
 
 __all__ = [
@@ -255,3 +257,303 @@ def fused_softmax_gaussian(XgT, gate_coef, XeT, y, coef, var, sample_weight, res
     )
     q_prev = float(qprev.sum()) if with_prev else None
     return resp, ll_rows, float(blocks.sum()), (log_gate, gate_prob), q_prev, gate_stats, expert_stats
+
+
+# -- log-link GLM experts (Poisson, Gamma) ---------------------------------------------------------
+__all__ += ["GLM_FAMILIES", "glm_log_prob", "glm_stats"]
+
+#: family name -> code of the GLM kernels in :mod:`mixexp._kernels._glm`
+GLM_FAMILIES = {"poisson": _g.POISSON, "gamma": _g.GAMMA}
+
+
+def _glm_code(family):
+    if family not in GLM_FAMILIES:
+        raise ValueError(f"unknown GLM family {family!r}; expected one of {sorted(GLM_FAMILIES)}")
+    return GLM_FAMILIES[family]
+
+
+def glm_log_prob(XT, y, coef, family, shape=None):
+    """(K, n) log-densities of log-link GLM experts.
+
+    Parameters
+    ----------
+    XT : ndarray of shape (p, n)
+    y : ndarray of shape (n,)
+        Non-negative integer counts (Poisson) or positive values (Gamma).
+    coef : ndarray of shape (K, p)
+    family : {"poisson", "gamma"}
+    shape : ndarray of shape (K,), optional
+        Gamma shapes alpha_k (required for ``"gamma"``).
+
+    Returns
+    -------
+    ndarray of shape (K, n)
+        Poisson: ``y eta - exp(eta) - log(y!)``; Gamma: ``alpha log(alpha y / mu)
+        - alpha y / mu - log y - lgamma(alpha)`` with ``mu = exp(eta)``,
+        ``eta = coef_k . x_i``.
+    """
+    code = _glm_code(family)
+    XT = _f64(XT)
+    coef = _f64(coef)
+    p, n = XT.shape
+    K = coef.shape[0]
+    if coef.shape[1] != p or np.shape(y) != (n,):
+        raise ValueError("glm_log_prob: XT, y and coef disagree in shape")
+    if code == _g.GAMMA:
+        if shape is None or np.shape(shape) != (K,):
+            raise ValueError("glm_log_prob: the gamma family needs shape of shape (K,)")
+        shape = _f64(shape)
+    else:
+        shape = np.ones(K)
+    out = np.empty((K, n))
+    _run(_g.glm_log_prob, n, XT, _f64(y), coef, shape, code, _g.LOG_FACTORIAL, out)
+    return out
+
+
+def glm_stats(XT, y, resp, sample_weight, coef, family, active=None, derivatives=True, log_y=False):
+    """Objective, gradient and negative Hessian of each expert's GLM M-step.
+
+    With ``a_i = w_i r_ki``, ``eta_i = coef_k . x_i``: Poisson objective
+    ``sum_i a_i (y_i eta_i - exp(eta_i))``; Gamma objective (at shape 1; the
+    shape scales it) ``sum_i a_i (-eta_i - y_i exp(-eta_i))``.
+
+    Parameters
+    ----------
+    XT : ndarray of shape (p, n)
+    y, sample_weight : ndarray of shape (n,)
+    resp : ndarray of shape (K, n)
+    coef : ndarray of shape (K, p)
+    family : {"poisson", "gamma"}
+    active : ndarray of bool of shape (K,), optional
+        Experts to evaluate (default all); the others get zeros.
+    derivatives : bool, default=True
+        Also compute the gradient, the negative Hessian and ``nk``.
+    log_y : bool, default=False
+        Also compute ``sum_i a_i log y_i`` (Gamma's shape step).
+
+    Returns
+    -------
+    q : ndarray of shape (K,)
+    grad : ndarray of shape (K, p) or None
+    hess : ndarray of shape (K, p, p) or None
+        Negative Hessian (positive semi-definite).
+    nk : ndarray of shape (K,) or None
+        ``sum_i a_i``.
+    log_y_sum : ndarray of shape (K,) or None
+    """
+    code = _glm_code(family)
+    XT = _f64(XT)
+    coef = _f64(coef)
+    resp = _f64(resp)
+    p, n = XT.shape
+    K = coef.shape[0]
+    if coef.shape[1] != p or resp.shape != (K, n) or np.shape(y) != (n,) or np.shape(sample_weight) != (n,):
+        raise ValueError("glm_stats: XT, y, resp, sample_weight and coef disagree in shape")
+    active = np.ones(K, dtype=np.bool_) if active is None else np.ascontiguousarray(active, dtype=np.bool_)
+    nc = n_chunks(n)
+    q = np.zeros((nc, K))
+    grad = np.zeros((nc, K, p) if derivatives else (1, 1, 1))
+    hess = np.zeros((nc, K, p, p) if derivatives else (1, 1, 1, 1))
+    nk = np.zeros((nc, K) if derivatives else (1, 1))
+    lys = np.zeros((nc, K) if log_y else (1, 1))
+    _run(
+        _g.glm_stats, n,
+        XT, _f64(y), resp, _f64(sample_weight), coef, code, active, derivatives, log_y,
+        q, grad, hess, nk, lys,
+    )
+    return (
+        q.sum(axis=0),
+        grad.sum(axis=0) if derivatives else None,
+        _symmetrize_upper(hess.sum(axis=0)) if derivatives else None,
+        nk.sum(axis=0) if derivatives else None,
+        lys.sum(axis=0) if log_y else None,
+    )
+
+
+# -- multinomial logistic experts -----------------------------------------------------------------
+__all__ += ["multinomial_log_prob", "multinomial_stats"]
+
+
+def _class_indices(y, n, n_classes, name):
+    """y as C-contiguous int64 class indices in [0, n_classes) (the kernels index with them)."""
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"{name}: y must have shape ({n},); got {y.shape}")
+    labels = np.ascontiguousarray(y, dtype=np.int64)
+    if n and (labels.min() < 0 or labels.max() >= n_classes or not np.array_equal(labels, y)):
+        raise ValueError(f"{name}: y must hold class indices 0..{n_classes - 1}")
+    return labels
+
+
+def multinomial_log_prob(XT, y, coef):
+    """(K, n) log class probabilities log p_k(y_i | x_i) of multinomial logistic experts.
+
+    Parameters
+    ----------
+    XT : ndarray of shape (p, n)
+    y : ndarray of shape (n,)
+        Class indices 0..C-1 (integer-valued floats accepted).
+    coef : ndarray of shape (K, C, p)
+        Each expert's coefficients, class 0 the reference.
+
+    Returns
+    -------
+    ndarray of shape (K, n)
+        ``log softmax(coef[k] @ x_i)[y_i]``.
+    """
+    XT = _f64(XT)
+    coef = _f64(coef)
+    p, n = XT.shape
+    K, C, pc = coef.shape
+    if pc != p:
+        raise ValueError("multinomial_log_prob: XT and coef disagree in shape")
+    labels = _class_indices(y, n, C, "multinomial_log_prob")
+    out = np.empty((K, n))
+    _run(_mn.multinomial_log_prob, n, XT, labels, coef, out, n_chunks(n))
+    return out
+
+
+def multinomial_stats(XT, y, coef, resp, sample_weight, active=None, derivatives=True):
+    """M-step objective, gradient and negative Hessian of each multinomial logistic expert.
+
+    With ``a_i = w_i r_ki`` the objective of expert k is ``sum_i a_i log p_k(y_i | x_i)``
+    (terms with ``a_i = 0`` are zero); gradient and Hessian are those of the
+    softmax gate (:func:`softmax_gate_stats`) with one-hot targets, class 0 the
+    reference.
+
+    Parameters
+    ----------
+    XT : ndarray of shape (p, n)
+    y : ndarray of shape (n,)
+        Class indices 0..C-1.
+    coef : ndarray of shape (K, C, p)
+    resp : ndarray of shape (K, n)
+    sample_weight : ndarray of shape (n,)
+    active : ndarray of bool of shape (K,), optional
+        Experts to evaluate (default all); the others get zeros.
+    derivatives : bool, default=True
+        Also compute the gradient and the negative Hessian.
+
+    Returns
+    -------
+    q : ndarray of shape (K,)
+    grad : ndarray of shape (K, C - 1, p) or None
+    hess : ndarray of shape (K, (C - 1) p, (C - 1) p) or None
+        Negative Hessian (positive semi-definite), full.
+    """
+    XT = _f64(XT)
+    coef = _f64(coef)
+    resp = _f64(resp)
+    p, n = XT.shape
+    K, C, pc = coef.shape
+    if pc != p or resp.shape != (K, n) or np.shape(sample_weight) != (n,):
+        raise ValueError("multinomial_stats: XT, coef, resp and sample_weight disagree in shape")
+    labels = _class_indices(y, n, C, "multinomial_stats")
+    active = np.ones(K, dtype=np.bool_) if active is None else np.ascontiguousarray(active, dtype=np.bool_)
+    nc = n_chunks(n)
+    q = np.zeros((nc, K))
+    m = (C - 1) * p
+    grad = np.zeros((nc, K, C - 1, p) if derivatives else (1, 1, 1, 1))
+    hess = np.zeros((nc, K, m, m) if derivatives else (1, 1, 1, 1))
+    _run(
+        _mn.multinomial_stats, n,
+        XT, labels, coef, resp, _f64(sample_weight), active, derivatives, q, grad, hess,
+    )
+    if not derivatives:
+        return q.sum(axis=0), None, None
+    hess = hess.sum(axis=0)
+    return (
+        q.sum(axis=0),
+        grad.sum(axis=0),
+        np.stack([_symmetrize_block_upper(hess[k], p) for k in range(K)]) if K else hess,
+    )
+
+
+__all__ += ["fused_softmax_multinomial"]
+
+
+def fused_softmax_multinomial(
+    XgT, gate_coef, XeT, y, coef, sample_weight, resp_prev=None, expert_resp_prev=None, out=None
+):
+    """Gate, E-step and all M-step statistics for a softmax gate with multinomial logistic experts.
+
+    Parameters
+    ----------
+    XgT, XeT : ndarray of shape (p_gate, n), (p_expert, n)
+    gate_coef : ndarray of shape (K, p_gate)
+    y : ndarray of shape (n,)
+        Class indices 0..C-1.
+    coef : ndarray of shape (K, C, p_expert)
+        Expert coefficients.
+    sample_weight : ndarray of shape (n,)
+    resp_prev : ndarray of shape (K, n), optional
+        Responsibilities the gate's last step was computed from: the kernel
+        then also returns the gate objective of the new gate under them.
+    expert_resp_prev : ndarray of shape (K, n), optional
+        Responsibilities the experts' last steps were computed from: the
+        kernel then also returns each expert's objective at ``coef`` under them.
+    out : tuple of three ndarrays of shape (K, n), optional
+        Buffers to reuse for ``(log_gate, gate_prob, resp)`` (none of them may
+        be ``resp_prev`` or ``expert_resp_prev``).
+
+    Returns
+    -------
+    resp, ll_rows, total
+        As :func:`e_step`.
+    gate_eval : tuple (log_gate, gate_prob)
+    q_prev : float or None
+        sum_i w_i sum_k r_prev_ki log g_ki, when ``resp_prev`` is given.
+    gate_stats : tuple (objective, grad, hess)
+        As :func:`softmax_gate_stats`, with the new responsibilities.
+    expert_stats : tuple (q, grad, hess)
+        As :func:`multinomial_stats`, with the new responsibilities.
+    expert_q_prev : ndarray of shape (K,) or None
+        sum_i w_i r_prev_ki log p_k(y_i | x_i), when ``expert_resp_prev`` is given.
+    """
+    XgT = _f64(XgT)
+    XeT = _f64(XeT)
+    coef = _f64(coef)
+    pg, n = XgT.shape
+    K, C, pe = coef.shape
+    if XeT.shape != (pe, n) or np.shape(gate_coef) != (K, pg) or np.shape(sample_weight) != (n,):
+        raise ValueError("fused_softmax_multinomial: the designs, coefficients and weights disagree in shape")
+    labels = _class_indices(y, n, C, "fused_softmax_multinomial")
+    nc = n_chunks(n)
+    with_prev = resp_prev is not None
+    with_eprev = expert_resp_prev is not None
+    resp_prev = _f64(resp_prev) if with_prev else np.zeros((1, 1))
+    eresp_prev = _f64(expert_resp_prev) if with_eprev else np.zeros((1, 1))
+    out = (None, None, None) if out is None else out
+    log_gate, gate_prob, resp = (_out(b, (K, n)) for b in out)
+    for prev, used in ((resp_prev, with_prev), (eresp_prev, with_eprev)):
+        if used and any(np.shares_memory(b, prev) for b in (log_gate, gate_prob, resp)):
+            raise ValueError("fused_softmax_multinomial: an out buffer overlaps a previous resp")
+    m = (C - 1) * pe
+    ll_rows = np.empty(n)
+    blocks = np.zeros(nc)
+    qprev = np.zeros(nc)
+    q = np.zeros(nc)
+    grad = np.zeros((nc, K - 1, pg))
+    hess = np.zeros((nc, (K - 1) * pg, (K - 1) * pg))
+    eqprev = np.zeros((nc, K))
+    eq = np.zeros((nc, K))
+    egrad = np.zeros((nc, K, C - 1, pe))
+    ehess = np.zeros((nc, K, m, m))
+    _run(
+        _mn.fused_softmax_multinomial, n,
+        XgT, _f64(gate_coef), XeT, labels, coef, _f64(sample_weight), resp_prev, with_prev,
+        eresp_prev, with_eprev, log_gate, gate_prob, resp, ll_rows, blocks, qprev, grad, hess, q,
+        eqprev, eq, egrad, ehess,
+    )
+    gate_stats = (float(q.sum()), grad.sum(axis=0), _symmetrize_block_upper(hess.sum(axis=0), pg))
+    ehess = ehess.sum(axis=0)
+    expert_stats = (
+        eq.sum(axis=0),
+        egrad.sum(axis=0),
+        np.stack([_symmetrize_block_upper(ehess[k], pe) for k in range(K)]),
+    )
+    return (
+        resp, ll_rows, float(blocks.sum()), (log_gate, gate_prob),
+        float(qprev.sum()) if with_prev else None, gate_stats, expert_stats,
+        eqprev.sum(axis=0) if with_eprev else None,
+    )

@@ -10,6 +10,59 @@ from .._scaling import linear_from_raw, linear_to_raw
 _MAX_HALVINGS = 30
 
 
+def slope_penalty(coef, penalty, intercept=True):
+    """Ridge penalty ``penalty / 2 * ||slopes||^2`` of a (C, p) coefficient matrix.
+
+    Column 0 is an unpenalised intercept when ``intercept`` is True.
+    """
+    slopes = coef[:, 1:] if intercept else coef
+    return 0.5 * penalty * float(np.sum(slopes**2))
+
+
+def newton_direction(coef, q, grad, hess, penalty, intercept=True):
+    """Newton direction of a penalised multinomial logistic objective.
+
+    The objective is ``q - slope_penalty(coef, penalty, intercept)`` with ``q =
+    sum_i w_i sum_c t_ci log softmax_c(coef x_i)``; row 0 of ``coef`` (C, p) is
+    the reference, fixed at zero. Shared by the softmax gate and the
+    multinomial logistic experts.
+
+    Parameters
+    ----------
+    coef : ndarray of shape (C, p)
+    q : float
+        Unpenalised objective at ``coef``.
+    grad : ndarray of shape (C - 1, p)
+        Its gradient in rows 1..C-1.
+    hess : ndarray of shape ((C - 1) p, (C - 1) p)
+        Its negative Hessian.
+    penalty : float
+    intercept : bool, default=True
+        Whether column 0 is an (unpenalised) intercept.
+
+    Returns
+    -------
+    delta : ndarray of shape (C - 1, p)
+    objective : float
+        The penalised objective at ``coef``.
+    """
+    K, p = coef.shape
+    pen_mask = np.full(p, float(penalty))
+    if intercept:
+        pen_mask[0] = 0.0
+    g = grad - coef[1:] * pen_mask
+    H = hess + np.diag(np.tile(pen_mask, K - 1))
+    # Levenberg damping keeps H positive definite; it changes the step only.
+    damp = 1e-10 * max(1.0, float(np.trace(H)) / H.shape[0])
+    H[np.diag_indices_from(H)] += damp
+    try:
+        L = np.linalg.cholesky(H)
+        delta = np.linalg.solve(L.T, np.linalg.solve(L, g.ravel()))
+    except np.linalg.LinAlgError:
+        delta = np.linalg.lstsq(H, g.ravel(), rcond=None)[0]
+    return delta.reshape(K - 1, p), q - slope_penalty(coef, penalty, intercept)
+
+
 class GateEval(NamedTuple):
     """A gate evaluated on a design: log-weights and weights, each (K, n)."""
 
@@ -78,7 +131,7 @@ class SoftmaxGate:
 
     def penalty_value(self):
         """The penalty term subtracted from the log-likelihood."""
-        return 0.5 * self.penalty * float(np.sum(self.coef[:, 1:] ** 2))
+        return slope_penalty(self.coef, self.penalty)
 
     def m_step(self, XT, resp, sample_weight, current=None, stats=None, max_steps=None):
         """Newton steps with step halving on the penalised gate objective.
@@ -171,21 +224,7 @@ class SoftmaxGate:
     # -- helpers -------------------------------------------------------------
     def _newton_direction(self, q, grad, hess):
         """Newton direction of the penalised objective, and its current value."""
-        K, p = self.coef.shape
-        lam = self.penalty
-        pen_mask = np.ones(p)
-        pen_mask[0] = 0.0
-        g = grad - lam * self.coef[1:] * pen_mask
-        H = hess + np.diag(np.tile(lam * pen_mask, K - 1))
-        # Levenberg damping keeps H positive definite; it changes the step only.
-        damp = 1e-10 * max(1.0, float(np.trace(H)) / H.shape[0])
-        H[np.diag_indices_from(H)] += damp
-        try:
-            L = np.linalg.cholesky(H)
-            delta = np.linalg.solve(L.T, np.linalg.solve(L, g.ravel()))
-        except np.linalg.LinAlgError:
-            delta = np.linalg.lstsq(H, g.ravel(), rcond=None)[0]
-        return delta.reshape(K - 1, p), q - self.penalty_value()
+        return newton_direction(self.coef, q, grad, hess, self.penalty)
 
     def _halving(self, XT, resp, sample_weight, delta, old_obj, first=1.0):
         """Step halving along ``delta``: the first step size that ascends is kept.
@@ -198,7 +237,7 @@ class SoftmaxGate:
             coef = self.coef.copy()
             coef[1:] += t * delta
             log_w, prob, q_new = log_softmax_linear(XT, coef, resp, sample_weight)
-            new_obj = q_new - 0.5 * self.penalty * float(np.sum(coef[:, 1:] ** 2))
+            new_obj = q_new - slope_penalty(coef, self.penalty)
             if np.isfinite(new_obj) and new_obj >= old_obj:
                 self.coef = coef
                 return GateEval(log_w, prob), new_obj - old_obj

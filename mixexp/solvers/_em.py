@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._kernels import e_step, fused_softmax_gaussian
+from .._kernels import e_step, fused_softmax_gaussian, fused_softmax_multinomial
+from ..experts._multinomial import DeferredStats
 
 
 @dataclass
@@ -60,7 +61,28 @@ def _fused_softmax_gaussian(gate, experts, data, resp_prev, out):
 #: ``resp_prev``, returns the gate objective under those responsibilities;
 #: ``out`` is a tuple of (K, n) buffers (log-gate, gate weights, responsibilities)
 #: it may overwrite, or None.
-FUSED_PASSES = {("softmax", "gaussian"): _fused_softmax_gaussian}
+def _fused_softmax_multinomial(gate, experts, data, resp_prev, out):
+    # The experts' last step is checked in the same pass (their objective at the
+    # new coefficients under the responsibilities it came from), like the gate's;
+    # a rejected expert step is halved and the pass run again.
+    def run(expert_prev):
+        return fused_softmax_multinomial(
+            data.XgT, gate.coef, data.XeT, data.y, experts.coef, data.sample_weight,
+            resp_prev, expert_prev, out,
+        )
+
+    result = run(experts.pending_resp)
+    if experts.pending and not experts.accept(result[7]):
+        experts.backtrack(data.XeT, data.y, data.sample_weight)
+        result = run(None)
+    resp, ll_rows, total, gate_eval, q_prev, gate_stats, expert_stats, _ = result
+    return Pass(resp, ll_rows, total, gate_eval, q_prev, gate_stats, DeferredStats(*expert_stats))
+
+
+FUSED_PASSES = {
+    ("softmax", "gaussian"): _fused_softmax_gaussian,
+    ("softmax", "multinomial"): _fused_softmax_multinomial,
+}
 
 
 def e_step_pass(gate, experts, data, gate_eval=None):
