@@ -10,7 +10,6 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -21,21 +20,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._init import kmeans_start, random_start, random_subsets_start
 from ._scaling import design, fit_scaling
-from ._threads import single_threaded_blas
+from ._threads import single_threaded_blas, single_threaded_openmp
 from ._validation import resolve_features
 from .gates import GATES
 from .solvers import Design, e_step_pass, run_em
 
-_INIT_METHODS = ("kmeans", "random")
-_KMEANS_MAX_ROWS = 20_000
-
-
-def _one_hot(labels, n_experts):
-    """(K, n) hard responsibilities."""
-    resp = np.zeros((n_experts, labels.shape[0]))
-    resp[labels, np.arange(labels.shape[0])] = 1.0
-    return resp
+_INIT_METHODS = ("kmeans", "random", "random_subsets")
 
 
 def _standardize(Z, sample_weight):
@@ -284,28 +276,19 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         return np.ascontiguousarray((resp / sums).T)
 
     def _initial_responsibilities(self, init_resp, cluster_data, data, random_state):
+        """(K, n) starting responsibilities for one start (see :mod:`mixexp._init`)."""
         if init_resp is not None:
             return init_resp
-        n = data.y.shape[0]
         K = self.n_experts
         if self.init == "random":
-            resp = random_state.uniform(size=(K, n))
-            return resp / resp.sum(axis=0, keepdims=True)
-        seed = random_state.randint(np.iinfo(np.int32).max)
-        # k-means on a subsample of at most _KMEANS_MAX_ROWS rows: a start only
-        # needs the cluster centres, and every row is then assigned to the nearest.
-        rows = np.arange(n)
-        if n > _KMEANS_MAX_ROWS:
-            rows = np.sort(random_state.choice(n, _KMEANS_MAX_ROWS, replace=False))
-        with warnings.catch_warnings():
-            # duplicate rows can give fewer distinct clusters than n_experts;
-            # the empty experts then start from the 10*eps guard in the M-step.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            km = KMeans(n_clusters=K, n_init=1, random_state=seed).fit(
-                cluster_data[rows], sample_weight=data.sample_weight[rows]
-            )
-        labels = km.labels_ if rows.size == n else km.predict(cluster_data)
-        return _one_hot(labels, K)
+            return random_start(data.y.shape[0], K, random_state)
+        if self.init == "random_subsets":
+            return random_subsets_start(self._make_experts, data, K, random_state)
+        # k-means on at most 20 000 rows gains nothing from threads, and next to
+        # busy processes OpenMP's thread team made it up to 40x slower; on one
+        # thread the start also does not depend on the number of cores.
+        with single_threaded_openmp():
+            return kmeans_start(cluster_data, data.sample_weight, K, random_state)
 
     # -- prediction plumbing -------------------------------------------------------
     def _posterior(self, X, y):
