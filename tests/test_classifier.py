@@ -21,6 +21,7 @@ from mixexp._kernels._kernels import BLOCK, MAX_CHUNKS
 from mixexp._scaling import Scaling
 from mixexp.experts import MultinomialExperts
 from mixexp.experts._multinomial import DeferredStats
+from mixexp.gates import SoftmaxGate
 from mixexp.solvers import _em
 
 from . import _naive as naive
@@ -267,6 +268,26 @@ def test_deferred_step_accept_and_backtrack():
     assert_allclose(fam.coef[0], proposed[0], rtol=1e-12)
     assert_allclose(fam.coef[1], start[1] + 0.5 * (proposed[1] - start[1]), rtol=1e-10)
     assert np.all(_penalised_objectives(fam, XT, y, resp2, sw) >= old)
+
+
+def test_fused_pass_halves_a_rejected_expert_step():
+    XT, y, _, gate_coef, sw, resp = _problem(3000, 2, 3, 3, seed=5)
+    gate = SoftmaxGate(2)
+    gate.coef = gate_coef
+    fam = MultinomialExperts(2, n_classes=3, penalty=1e-3)
+    fam.initialize(XT, y, resp, sw)
+    old = _penalised_objectives(fam, XT, y, resp, sw)
+    q, grad, hess = kernels.multinomial_stats(XT, y, fam.coef, resp, sw)
+    fam.propose((q, grad, 1e-3 * hess), resp)  # a step 1000 times too long
+    assert np.any(_penalised_objectives(fam, XT, y, resp, sw) < old)
+    step = _em.FUSED_PASSES["softmax", "multinomial"](gate, fam, _em.Design(XT, XT, y, sw), None, None)
+    assert not fam.pending
+    assert np.all(_penalised_objectives(fam, XT, y, resp, sw) >= old)
+    # the pass returned is the one at the final coefficients, with deferred statistics
+    ref = naive.fused_softmax_multinomial(XT, gate.coef, XT, y, fam.coef, sw)
+    assert_allclose(step.total, ref[2], rtol=RTOL)
+    assert isinstance(step.expert_stats, DeferredStats)
+    assert_allclose(step.expert_stats.grad, ref[6][1], rtol=1e-10, atol=1e-9)
 
 
 # -- estimator: the model, its fit and its predictions ------------------------------------------------

@@ -56,11 +56,6 @@ def _fused_softmax_gaussian(gate, experts, data, resp_prev, out):
     return Pass(resp, ll_rows, total, gate_eval, q_prev, gate_stats, expert_stats)
 
 
-#: (gate.kind, experts.kind) -> function(gate, experts, data, resp_prev, out) -> Pass.
-#: The function evaluates the gate at its current coefficients itself and, with
-#: ``resp_prev``, returns the gate objective under those responsibilities;
-#: ``out`` is a tuple of (K, n) buffers (log-gate, gate weights, responsibilities)
-#: it may overwrite, or None.
 def _fused_softmax_multinomial(gate, experts, data, resp_prev, out):
     # The experts' last step is checked in the same pass (their objective at the
     # new coefficients under the responsibilities it came from), like the gate's;
@@ -79,6 +74,11 @@ def _fused_softmax_multinomial(gate, experts, data, resp_prev, out):
     return Pass(resp, ll_rows, total, gate_eval, q_prev, gate_stats, DeferredStats(*expert_stats))
 
 
+#: (gate.kind, experts.kind) -> function(gate, experts, data, resp_prev, out) -> Pass.
+#: The function evaluates the gate at its current coefficients itself and, with
+#: ``resp_prev``, returns the gate objective under those responsibilities;
+#: ``out`` is a tuple of (K, n) buffers (log-gate, gate weights, responsibilities)
+#: it may overwrite, or None.
 FUSED_PASSES = {
     ("softmax", "gaussian"): _fused_softmax_gaussian,
     ("softmax", "multinomial"): _fused_softmax_multinomial,
