@@ -409,14 +409,17 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         ``tol`` between iterations.
     n_init : int, default=1
         Number of starts; the fit with the highest log-likelihood is kept.
-    init : {"kmeans", "random"} or array-like of shape (n_samples, n_experts), default="kmeans"
+    init : {"kmeans", "random", "random_subsets"} or array-like of shape (n_samples, n_experts), \
+default="kmeans"
         How each start is made. ``"kmeans"`` clusters the standardised columns
         of X and starts from the hard assignment (the labels are left out:
         clustering them too cuts along the classes, gives the same start
         whatever the seed, and led EM to poorer optima more often in our
         simulations); ``"random"`` starts from uniformly random
-        responsibilities; an array gives the starting responsibilities (rows
-        are normalised; only one start is run). Mixtures of logistic experts
+        responsibilities; ``"random_subsets"`` fits each expert to a few random
+        rows and assigns every row to the expert that explains it best; an
+        array gives the starting responsibilities (rows are normalised; only
+        one start is run). Mixtures of logistic experts
         have many local optima: use several starts (``n_init``).
     gate_penalty : float, default=1e-3
         L2 penalty on the gate's slope coefficients (not its intercepts),
