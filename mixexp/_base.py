@@ -50,6 +50,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_max_iter": [None, Interval(Integral, 1, None, closed="left")],
         "init": [StrOptions(set(_INIT_METHODS)), "array-like"],
         "gate_penalty": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
@@ -70,6 +71,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         tol=1e-6,
         n_init=1,
         init="kmeans",
+        init_max_iter=None,
         gate_penalty=1e-3,
         warm_start=False,
         random_state=None,
@@ -83,6 +85,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
+        self.init_max_iter = init_max_iter
         self.init = init
         self.gate_penalty = gate_penalty
         self.warm_start = warm_start
@@ -208,6 +211,10 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         n_init = 1 if (warm or init_resp is not None) else self.n_init
         random_state = check_random_state(self.random_state)
         cluster_data = None
+        # screening (short-run EM, Biernacki, Celeux & Govaert 2003): every start
+        # runs init_max_iter iterations, and only the best is run to convergence
+        screen = self.init_max_iter is not None and n_init > 1 and self.init_max_iter < self.max_iter
+        budget = self.init_max_iter if screen else self.max_iter
         best = None
         for run in range(n_init):
             if warm:
@@ -226,9 +233,18 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                 experts.initialize(data.XeT, data.y, resp, data.sample_weight)
                 gate.initialize(data.XgT, resp, data.sample_weight)
             label = f"[init {run + 1}/{n_init}] " if n_init > 1 else ""
-            result = run_em(gate, experts, data, self.max_iter, self.tol, self.verbose, label)
+            result = run_em(gate, experts, data, budget, self.tol, self.verbose, label)
             if best is None or result.lower_bound > best[0].lower_bound:
                 best = (result, gate, experts)
+        if screen and not best[0].converged:
+            first, gate, experts = best
+            rest = run_em(
+                gate, experts, data, self.max_iter - first.n_iter, self.tol, self.verbose, "[best start] "
+            )
+            # the continuation starts with an E-step at the parameters the screen stopped at
+            rest.lower_bounds = first.lower_bounds + rest.lower_bounds[1:]
+            rest.n_iter += first.n_iter
+            best = (rest, gate, experts)
 
         result, gate, experts = best
         if not result.converged:

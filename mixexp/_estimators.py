@@ -87,6 +87,11 @@ default="kmeans"
         find a small expert that k-means, which sees only where the rows lie,
         misses (use it with ``n_init`` of 10 or more). An array gives the
         starting responsibilities (rows are normalised; only one start is run).
+    init_max_iter : int or None, default=None
+        Screening of starts (short-run EM; Biernacki, Celeux & Govaert 2003):
+        with ``n_init > 1``, every start runs only ``init_max_iter`` EM
+        iterations and only the best of them is run on to convergence. None
+        runs every start to convergence.
     reg_covar : float, default=1e-6
         Lower bound on each expert's noise variance, relative to the variance
         of y (absolute when y is constant). Keeps the likelihood bounded.
@@ -199,6 +204,7 @@ default="kmeans"
         tol=1e-6,
         n_init=1,
         init="kmeans",
+        init_max_iter=None,
         reg_covar=1e-6,
         gate_penalty=1e-3,
         warm_start=False,
@@ -217,6 +223,7 @@ default="kmeans"
             tol=tol,
             n_init=n_init,
             init=init,
+            init_max_iter=init_max_iter,
             gate_penalty=gate_penalty,
             warm_start=warm_start,
             random_state=random_state,
@@ -421,6 +428,11 @@ default="kmeans"
         array gives the starting responsibilities (rows are normalised; only
         one start is run). Mixtures of logistic experts
         have many local optima: use several starts (``n_init``).
+    init_max_iter : int or None, default=None
+        Screening of starts (short-run EM; Biernacki, Celeux & Govaert 2003):
+        with ``n_init > 1``, every start runs only ``init_max_iter`` EM
+        iterations and only the best of them is run on to convergence. None
+        runs every start to convergence.
     gate_penalty : float, default=1e-3
         L2 penalty on the gate's slope coefficients (not its intercepts),
         ``gate_penalty / 2 * ||w||^2`` subtracted from the total
@@ -535,6 +547,7 @@ default="kmeans"
         tol=1e-6,
         n_init=1,
         init="kmeans",
+        init_max_iter=None,
         gate_penalty=1e-3,
         expert_penalty=1e-3,
         warm_start=False,
@@ -552,6 +565,7 @@ default="kmeans"
             tol=tol,
             n_init=n_init,
             init=init,
+            init_max_iter=init_max_iter,
             gate_penalty=gate_penalty,
             warm_start=warm_start,
             random_state=random_state,

@@ -83,3 +83,28 @@ def test_random_subsets_deterministic():
     b = MixtureOfExpertsRegressor(3, init="random_subsets", n_init=3, random_state=5).fit(X, y)
     assert np.array_equal(a.expert_coef_, b.expert_coef_)
     assert np.array_equal(a.lower_bounds_, b.lower_bounds_)
+
+
+def test_screening_keeps_the_best_start_and_a_monotone_path():
+    """init_max_iter: every start runs a few iterations, only the best is continued."""
+    X, y, _ = _small_expert_problem(21, 2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        screened = MixtureOfExpertsRegressor(
+            3, init="random_subsets", n_init=20, init_max_iter=5, gate_penalty=0.0, random_state=0
+        ).fit(X, y)
+        # the first of the same starts (same random_state), stopped after 5 iterations
+        first = MixtureOfExpertsRegressor(
+            3, init="random_subsets", n_init=1, max_iter=5, gate_penalty=0.0, random_state=0
+        ).fit(X, y)
+    assert screened.converged_
+    lb = screened.lower_bounds_
+    assert lb.size == screened.n_iter_ + 1
+    assert np.all(np.diff(lb) >= -1e-12 * np.abs(lb[:-1]))
+    # the screened path is the best start's: after 5 iterations it is at least the first start's
+    assert lb[5] >= first.lower_bound_ - 1e-12
+    full = MixtureOfExpertsRegressor(
+        3, init="random_subsets", n_init=20, gate_penalty=0.0, random_state=0
+    ).fit(X, y)
+    # screening at 5 iterations finds the same optimum here, far cheaper
+    assert abs(screened.lower_bound_ - full.lower_bound_) < 1e-6
