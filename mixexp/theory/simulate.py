@@ -63,55 +63,12 @@ def _draw_categorical(prob, rng):
     return np.minimum((u > np.cumsum(prob, axis=1)).sum(axis=1), prob.shape[1] - 1)
 
 
-class _LinearGatedMoE:
-    """Shared parts of the gates whose logits are linear in x (softmax, top-K)."""
+class _ConditionalMoE:
+    """What every true model derives from its gate and its Gaussian linear experts.
 
-    def __init__(
-        self, gate_coef, expert_coef, noise_variance, *, x_distribution="uniform", x_range=(0.0, 1.0)
-    ):
-        self.gate_coef = _as_2d(gate_coef, "gate_coef")
-        self.expert_coef = _as_2d(expert_coef, "expert_coef")
-        if self.gate_coef.shape != self.expert_coef.shape:
-            raise ValueError(
-                f"gate_coef {self.gate_coef.shape} and expert_coef {self.expert_coef.shape} must have the "
-                "same shape (n_experts, 1 + n_features)."
-            )
-        self.noise_variance = _check_variance(noise_variance, self.gate_coef.shape[0])
-        if x_distribution not in X_DISTRIBUTIONS:
-            raise ValueError(f"x_distribution must be one of {X_DISTRIBUTIONS}; got {x_distribution!r}.")
-        if x_distribution == "grid" and self.n_features != 1:
-            raise ValueError("x_distribution='grid' needs n_features=1.")
-        low, high = (float(v) for v in x_range)
-        if not high > low:
-            raise ValueError(f"x_range must be (low, high) with high > low; got {x_range!r}.")
-        self.x_distribution = x_distribution
-        self.x_range = (low, high)
-
-    # -- shape -------------------------------------------------------------------
-    @property
-    def n_experts(self):
-        """Number of experts K."""
-        return self.gate_coef.shape[0]
-
-    @property
-    def n_features(self):
-        """Dimension d of x."""
-        return self.gate_coef.shape[1] - 1
-
-    def _design(self, X):
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"X must have shape (n_samples, {self.n_features}); got {X.shape}.")
-        return np.column_stack([np.ones(X.shape[0]), X])
-
-    # -- the model ---------------------------------------------------------------
-    def gate_logits(self, X):
-        """Gate logits ``beta_{0k} + beta_{1k}^T x``, shape (n_samples, n_experts)."""
-        return self._design(X) @ self.gate_coef.T
-
-    def log_gate_probabilities(self, X):
-        """Log gate probabilities, shape (n_samples, n_experts)."""
-        return log_softmax(self.gate_logits(X), axis=1)
+    Subclasses give ``log_gate_probabilities(X)`` and ``expert_means(X)``,
+    each (n_samples, n_experts), and ``noise_variance``.
+    """
 
     def gate_probabilities(self, X):
         """Gate probabilities ``P(z = k | x)``, shape (n_samples, n_experts); rows sum to 1.
@@ -125,10 +82,6 @@ class _LinearGatedMoE:
         ndarray of shape (n_samples, n_experts)
         """
         return np.exp(self.log_gate_probabilities(X))
-
-    def expert_means(self, X):
-        """Expert means ``b_k + a_k^T x``, shape (n_samples, n_experts)."""
-        return self._design(X) @ self.expert_coef.T
 
     def mean(self, X):
         """Regression function ``E[y | x] = sum_k P(z = k | x) (b_k + a_k^T x)``.
@@ -182,6 +135,62 @@ class _LinearGatedMoE:
         """
         joint = self._joint_log(X, y)
         return np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
+
+
+
+class _LinearGatedMoE(_ConditionalMoE):
+    """Shared parts of the gates whose logits are linear in x (softmax, top-K)."""
+
+    def __init__(
+        self, gate_coef, expert_coef, noise_variance, *, x_distribution="uniform", x_range=(0.0, 1.0)
+    ):
+        self.gate_coef = _as_2d(gate_coef, "gate_coef")
+        self.expert_coef = _as_2d(expert_coef, "expert_coef")
+        if self.gate_coef.shape != self.expert_coef.shape:
+            raise ValueError(
+                f"gate_coef {self.gate_coef.shape} and expert_coef {self.expert_coef.shape} must have the "
+                "same shape (n_experts, 1 + n_features)."
+            )
+        self.noise_variance = _check_variance(noise_variance, self.gate_coef.shape[0])
+        if x_distribution not in X_DISTRIBUTIONS:
+            raise ValueError(f"x_distribution must be one of {X_DISTRIBUTIONS}; got {x_distribution!r}.")
+        if x_distribution == "grid" and self.n_features != 1:
+            raise ValueError("x_distribution='grid' needs n_features=1.")
+        low, high = (float(v) for v in x_range)
+        if not high > low:
+            raise ValueError(f"x_range must be (low, high) with high > low; got {x_range!r}.")
+        self.x_distribution = x_distribution
+        self.x_range = (low, high)
+
+    # -- shape -------------------------------------------------------------------
+    @property
+    def n_experts(self):
+        """Number of experts K."""
+        return self.gate_coef.shape[0]
+
+    @property
+    def n_features(self):
+        """Dimension d of x."""
+        return self.gate_coef.shape[1] - 1
+
+    def _design(self, X):
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"X must have shape (n_samples, {self.n_features}); got {X.shape}.")
+        return np.column_stack([np.ones(X.shape[0]), X])
+
+    # -- the model ---------------------------------------------------------------
+    def gate_logits(self, X):
+        """Gate logits ``beta_{0k} + beta_{1k}^T x``, shape (n_samples, n_experts)."""
+        return self._design(X) @ self.gate_coef.T
+
+    def log_gate_probabilities(self, X):
+        """Log gate probabilities, shape (n_samples, n_experts)."""
+        return log_softmax(self.gate_logits(X), axis=1)
+
+    def expert_means(self, X):
+        """Expert means ``b_k + a_k^T x``, shape (n_samples, n_experts)."""
+        return self._design(X) @ self.expert_coef.T
 
     # -- sampling ----------------------------------------------------------------
     def sample_X(self, n_samples, random_state=None):
@@ -523,7 +532,7 @@ class TopKSoftmaxMoE(_LinearGatedMoE):
         return f"{super().__repr__()[:-1]}, top_k={self.top_k})"
 
 
-class GaussianGatedMoE:
+class GaussianGatedMoE(_ConditionalMoE):
     """Gaussian-gated mixture of Gaussian linear experts with known parameters.
 
     ``z ~ Cat(pi)``, ``x | z = k ~ N(mu_k, Sigma_k)`` and ``y | x, z = k ~
@@ -608,41 +617,10 @@ class GaussianGatedMoE:
         """Log gate probabilities ``log P(z = k | x)``, shape (n_samples, n_experts)."""
         return log_softmax(self._log_gate_numerators(X), axis=1)
 
-    def gate_probabilities(self, X):
-        """Gate probabilities ``P(z = k | x)``, shape (n_samples, n_experts); rows sum to 1.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_experts)
-        """
-        return np.exp(self.log_gate_probabilities(X))
-
     def expert_means(self, X):
         """Expert means ``b_k + a_k^T x``, shape (n_samples, n_experts)."""
         X = self._check_X(X)
         return np.column_stack([np.ones(X.shape[0]), X]) @ self.expert_coef.T
-
-    def log_density(self, X, y):
-        """Conditional log-density ``log p(y_i | x_i)`` of each sample.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        y = np.asarray(y, dtype=float).reshape(-1)
-        joint = self.log_gate_probabilities(X) + _gaussian_log_pdf(
-            y[:, None], self.expert_means(X), self.noise_variance
-        )
-        return logsumexp(joint, axis=1)
 
     def sample(self, n_samples, random_state=None, return_labels=False):
         """Draw ``(X, y)``: the label, then x given the label, then y given both.
