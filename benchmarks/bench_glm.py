@@ -63,6 +63,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 from mixexp import MixtureOfExpertsRegressor
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_em import print_table  # noqa: E402
+
 N_EXPERTS = 3
 GATE = np.array([[0.0, 0.0], [0.5, 2.0], [-0.5, -2.0]])
 EXPERTS = np.array([[1.0, 0.5], [2.0, -0.5], [0.0, 1.0]])
@@ -205,21 +208,6 @@ def run_flexmix(X, y, family, restarts, tol, seed, timeout):
                     "converged": parts[4] == "1", "failures": int(parts[5])}
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return {"error": f"Rscript exit {proc.returncode}: {tail}"}
-
-
-def print_table(headers, rows):
-    """Print a markdown table with right-aligned columns."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[j]) for r in cells) for j in range(len(headers))]
-
-    def line(r):
-        return "| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |"
-
-    print(line(cells[0]))
-    print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
-    for r in cells[1:]:
-        print(line(r))
-    print()
 
 
 def main(argv=None):

@@ -47,6 +47,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -59,6 +60,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 import mixexp
 from mixexp import MixtureOfExpertsRegressor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_em import load_note, print_table  # noqa: E402
 
 GATE = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, -1.0], [-0.5, -1.5, -2.0]])
 COEF = np.array([[1.0, 2.0, -1.0], [-2.0, -1.0, 3.0], [4.0, 0.5, 1.5]])
@@ -185,27 +189,6 @@ def run_flexmix(X, y, seed, repeats, tmp, timeout):
             }
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return {"error": f"Rscript exit {proc.returncode}: {tail}"}
-
-
-def load_note():
-    try:
-        return f"1-min load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
-    except (AttributeError, OSError):
-        return "load average unavailable"
-
-
-def print_table(headers, rows):
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[j]) for r in cells) for j in range(len(headers))]
-
-    def line(r):
-        return "| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |"
-
-    print(line(cells[0]))
-    print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
-    for r in cells[1:]:
-        print(line(r))
-    print()
 
 
 def main(argv=None):
