@@ -74,17 +74,17 @@ def random_subsets_start(make_experts, data, n_experts, random_state, subset_siz
     -------
     resp : ndarray of shape (n_experts, n_samples)
     """
-    n = data.y.shape[0]
     p = data.XeT.shape[0]
     m = max(1, p + 1 if subset_size is None else subset_size)
     candidates = np.flatnonzero(data.sample_weight > 0)
     replace = candidates.size < n_experts * m
     rows = random_state.choice(candidates, size=n_experts * m, replace=replace)
-    seeds = np.zeros((n_experts, n))
-    for k in range(n_experts):
-        seeds[k, rows[k * m : (k + 1) * m]] = 1.0
+    # the experts are fitted on the chosen rows only (a design of K * m columns),
+    # so a start reads all the data once, to assign the rows
+    seeds = np.kron(np.eye(n_experts), np.ones(m))
     experts = make_experts()
-    experts.initialize(data.XeT, data.y, seeds, data.sample_weight)
+    XeT = np.ascontiguousarray(data.XeT[:, rows])
+    experts.initialize(XeT, data.y[rows], seeds, np.ascontiguousarray(data.sample_weight[rows]))
     log_prob = experts.log_prob(data.XeT, data.y)
     log_prob = np.where(np.isnan(log_prob), -np.inf, log_prob)
     return one_hot(np.argmax(log_prob, axis=0), n_experts)

@@ -51,7 +51,7 @@ def summarize(X, y, feature_names, target_name, n_experts, n_init, random_state,
     feature_names : list of str
     target_name : str
     n_experts : int
-    n_init : int
+    n_init : int or "auto"
     random_state : int
     out : file-like, default=None
         Where to print; ``sys.stdout`` when None.
@@ -67,6 +67,7 @@ def summarize(X, y, feature_names, target_name, n_experts, n_init, random_state,
     Z = (X - mean) / scale
     # warm the compiled kernels so the timing below is the fit, not the JIT
     _fit_timed(MixtureOfExpertsRegressor(n_experts, max_iter=2, random_state=0), Z, y)
+    n_init = "auto" if n_init is None else n_init
     moe = MixtureOfExpertsRegressor(n_experts, n_init=n_init, random_state=random_state)
     seconds, notes = _fit_timed(moe, Z, y)
     lin = MixtureOfExpertsRegressor(1, random_state=random_state)
@@ -163,7 +164,7 @@ def main(argv=None):
     fit.add_argument("--target", required=True, help="name of the response column")
     for p, k in ((demo, 3), (fit, 2)):
         p.add_argument("--n-experts", type=int, default=k)
-        p.add_argument("--n-init", type=int, default=10)
+        p.add_argument("--n-init", type=int, default=None, help="number of starts (default: the estimator's)")
         p.add_argument("--random-state", type=int, default=0)
     from .theory.registry import EXPERIMENTS
 

@@ -176,3 +176,31 @@ def classifier_log_proba(X, gate_coef, expert_coef):
     log_gate = special.log_softmax(X1 @ gate_coef.T, axis=1)  # (n, K)
     log_p = special.log_softmax(np.einsum("kcp,np->nkc", expert_coef, X1), axis=2)  # (n, K, C)
     return special.logsumexp(log_gate[:, :, None] + log_p, axis=1)
+
+
+def fused_gaussian_gate_gaussian(XgT, const, means, prec_chol, XeT, y, coef, var, sample_weight):
+    """Twin of :func:`mixexp._kernels.fused_gaussian_gate_gaussian`."""
+    X = XgT[1:]
+    K = means.shape[0]
+    num = np.empty((K, X.shape[1]))
+    for k in range(K):
+        z = prec_chol[k].T @ (X - means[k][:, None])
+        num[k] = const[k] - 0.5 * np.sum(z * z, axis=0)
+    log_marg = special.logsumexp(num, axis=0)
+    log_gate = num - log_marg
+    resp, ll_rows, total = e_step(log_gate, gaussian_log_prob(XeT, y, coef, var), sample_weight)
+    marg_total = float(np.sum(np.where(sample_weight > 0, sample_weight * log_marg, 0.0)))
+    gate_gram = np.einsum("kn,pn,qn->kpq", resp * sample_weight, XgT, XgT)
+    gate_eval = (log_gate, np.exp(log_gate), log_marg, marg_total)
+    return resp, ll_rows, total, gate_eval, gate_gram, linear_stats(XeT, y, resp, sample_weight)
+
+
+def topk_log_softmax_linear(XT, coef, top_k):
+    """Top-K sparse softmax, row by row: the ``top_k`` largest logits (ties to the lower index)."""
+    logits = coef @ XT
+    K, n = logits.shape
+    log_gate = np.full((K, n), -np.inf)
+    for i in range(n):
+        chosen = sorted(range(K), key=lambda k: (-logits[k, i], k))[:top_k]
+        log_gate[chosen, i] = special.log_softmax(logits[chosen, i])
+    return log_gate, np.exp(log_gate)

@@ -525,7 +525,7 @@ def test_single_expert_is_linear_regression(data):
 
 def test_verbose_prints_iterations(data, capsys):
     X, y = data
-    est = MixtureOfExpertsRegressor(n_experts=K, verbose=2, random_state=0).fit(X, y)
+    est = MixtureOfExpertsRegressor(n_experts=K, init="kmeans", verbose=2, random_state=0).fit(X, y)
     out = capsys.readouterr().out
     iteration_lines = re.findall(r"^iter\s+\d+\s+mean log-lik", out, flags=re.MULTILINE)
     assert len(iteration_lines) == len(est.lower_bounds_)

@@ -8,7 +8,7 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
-DOCTEST_MODULES = ["mixexp._estimators", "mixexp.datasets._base"]
+DOCTEST_MODULES = ["mixexp._estimators", "mixexp.datasets._base", "mixexp.inference"]
 
 
 def test_docs_build_without_warnings(tmp_path):

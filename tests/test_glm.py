@@ -539,6 +539,9 @@ class _CountsRegressor(MixtureOfExpertsRegressor):
     def fit(self, X, y, sample_weight=None):
         return super().fit(X, np.round(np.asarray(y, dtype=float)), sample_weight)
 
+    def partial_fit(self, X, y, sample_weight=None):
+        return super().partial_fit(X, np.round(np.asarray(y, dtype=float)), sample_weight)
+
 
 @pytest.mark.parametrize("check", _REAL_Y_CHECKS)
 def test_poisson_checks_on_counts(check):

@@ -13,6 +13,18 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 
+def _quick(nb):
+    """Switch a notebook committed with a full run (parameter cell ``QUICK = False``) to its quick run."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            lines = cell.source.split("\n")
+            cell.source = "\n".join(
+                "QUICK = True" + line[len("QUICK = False"):] if line.startswith("QUICK = False") else line
+                for line in lines
+            )
+    return nb
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path):
     nbformat = pytest.importorskip("nbformat")
@@ -20,7 +32,7 @@ def test_notebook_runs(path):
     pytest.importorskip("ipykernel")
     pytest.importorskip("matplotlib")
 
-    nb = nbformat.read(path, as_version=4)
+    nb = _quick(nbformat.read(path, as_version=4))
     client = nbclient.NotebookClient(
         nb,
         timeout=600,
@@ -33,3 +45,9 @@ def test_notebook_runs(path):
 
 def test_notebooks_found():
     assert NOTEBOOKS, f"no notebook found in {NOTEBOOK_DIR}"
+
+
+def test_full_run_notebooks_are_run_quick():
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("QUICK = False  # full\nN = 3")])
+    assert _quick(nb).cells[0].source == "QUICK = True  # full\nN = 3"

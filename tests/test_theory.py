@@ -170,7 +170,7 @@ def test_estimator_round_trip_and_warm_start_from_truth():
     assert_allclose(back.expert_coef, TRUTH.expert_coef, atol=1e-10)
     assert_allclose(back.noise_variance, TRUTH.noise_variance, rtol=1e-10)
     assert_allclose(est.score_samples(X, y), TRUTH.log_density(X, y), rtol=1e-9)
-    assert est.n_iter_ == 0 and est.init == "kmeans" and not est.warm_start
+    assert est.n_iter_ == 0 and est.init == "auto" and not est.warm_start
     assert_allclose(est.lower_bound_, TRUTH.log_density(X, y).mean(), rtol=1e-10)
     # EM warm-started at the truth climbs from the truth's likelihood
     est.set_params(warm_start=True, max_iter=200, tol=1e-10)
@@ -432,10 +432,12 @@ def test_rate_experiment_solver_plug_in_and_other_gates():
         truth, 3, [50, 100], 1, init="kmeans", solver=oracle, random_state=0, progress=False
     )
     assert np.all(np.asarray(table["loss"]) == 0) and "gate_mean_size1" in table.columns
+    # the top-K gate has neither an EM fitter nor near-truth starts (the Gaussian gate has both now)
+    topk = TopKSoftmaxMoE([[0, 1], [0, -1], [0, 0]], [[0, 1], [1, 0], [-1, 1]], [0.1, 0.1, 0.1], top_k=2)
     with pytest.raises(ValueError, match="no estimator"):
-        rate_experiment(truth, 3, [50], 1, init="kmeans", progress=False)
+        rate_experiment(topk, 3, [50], 1, init="kmeans", progress=False)
     with pytest.raises(ValueError, match="near_truth"):
-        rate_experiment(truth, 3, [50], 1, solver=oracle, progress=False)
+        rate_experiment(topk, 3, [50], 1, solver=oracle, progress=False)
     with pytest.raises(ValueError, match="init"):
         rate_experiment(TRUTH, 2, [50], 1, init="random", progress=False)
     km = rate_experiment(TRUTH, 2, [300], 1, init="kmeans", random_state=0, **SMALL)

@@ -10,10 +10,11 @@ objective, gradient and Hessian passes are the Numba kernels
 """
 
 import numpy as np
-from scipy.special import digamma, gammaln, polygamma
+from scipy.special import digamma, gammainc, gammaincc, gammaincinv, gammaln, pdtrik, polygamma
 
 from .._kernels import glm_log_prob, glm_stats, linear_stats
-from ._base import ExpertFamily
+from .._penalties import PenalizedCoefMixin, elastic_net_penalty, prox_newton_direction, slope_mask
+from ._base import ExpertFamily, chosen_expert_values
 from ._gaussian import _solve_weighted_least_squares
 
 #: step halvings tried before a Newton step is dropped (the expert then keeps its coefficients)
@@ -151,15 +152,20 @@ def gamma_shape_step(nk, s, current, shape_max):
     return out
 
 
-class _LogLinkExperts(ExpertFamily):
+class _LogLinkExperts(PenalizedCoefMixin, ExpertFamily):
     """Shared machinery of the log-link GLM experts (not for direct use)."""
 
     #: the kernels' family name
     family = None
     standardize_y = False
 
-    def __init__(self, n_experts, reg_covar=1e-6, newton_steps=1):
+    def __init__(
+        self, n_experts, reg_covar=1e-6, newton_steps=1, *, penalty=0.0, l1_ratio=0.0, intercept=True
+    ):
         super().__init__(n_experts, reg_covar)
+        self.penalty = penalty
+        self.l1_ratio = l1_ratio
+        self.intercept = intercept
         self.newton_steps = newton_steps
 
     # -- to specialise ---------------------------------------------------------
@@ -215,7 +221,74 @@ class _LogLinkExperts(ExpertFamily):
         """
         self._update(XT, y, resp, sample_weight, first=False)
 
+    def _penalty_scale(self):
+        """(K,) factor of Q_k in the expert's log-likelihood in beta (1; the Gamma's shapes)."""
+        return np.ones(self.n_experts)
+
+    def _update_penalized(self, XT, y, resp, sample_weight, first):
+        """Proximal Newton steps on ``scale_k Q_k(beta) - P(beta)`` with step halving.
+
+        ``scale_k Q_k`` is expert k's log-likelihood in beta (up to terms free
+        of it), so the coefficient objective is ``Q_k - P / scale_k``. Each
+        expert's direction maximises the quadratic model of ``Q_k`` minus the
+        exact penalty (:func:`mixexp._penalties.prox_newton_direction`); the
+        step is halved until that objective, evaluated exactly, does not
+        decrease (else the expert keeps its coefficients).
+        """
+        family = self.family
+        q, grad, hess, nk, log_y_sum = glm_stats(
+            XT, y, resp, sample_weight, self.coef, family, log_y=family == "gamma"
+        )
+        K, p = self.coef.shape
+        mask = slope_mask(p, self.intercept)
+        alpha = self.penalty / self._penalty_scale()
+
+        def penalties(coef):
+            pairs = zip(coef, alpha, strict=True)
+            return np.array([elastic_net_penalty(c, a, self.l1_ratio, self.intercept) for c, a in pairs])
+
+        obj = q - penalties(self.coef)
+        for step in range(self.newton_steps):
+            derivatives = step + 1 < self.newton_steps
+            delta = np.zeros((K, p))
+            for k in range(K):
+                if nk[k] > 0 and np.all(np.isfinite(hess[k])) and np.all(np.isfinite(grad[k])):
+                    delta[k] = prox_newton_direction(
+                        self.coef[k], grad[k], hess[k], alpha[k], self.l1_ratio, mask
+                    )
+            todo = np.any(delta != 0.0, axis=1)
+            if not todo.any():
+                break
+            base = self.coef
+            coef = base.copy()
+            obj_start = obj.copy()
+            t = 1.0
+            for _ in range(_MAX_HALVINGS):
+                trial = base.copy()
+                trial[todo] += t * delta[todo]
+                q_new, g_new, h_new, _, _ = glm_stats(
+                    XT, y, resp, sample_weight, trial, family, active=todo, derivatives=derivatives
+                )
+                obj_new = q_new - penalties(trial)
+                ok = todo & np.isfinite(obj_new) & (obj_new >= obj)
+                coef[ok] = trial[ok]
+                q[ok] = q_new[ok]
+                obj[ok] = obj_new[ok]
+                if derivatives:
+                    grad[ok], hess[ok] = g_new[ok], h_new[ok]
+                t *= 0.5
+                todo &= ~ok
+                if not todo.any():
+                    break
+            self.coef = coef
+            if np.all(obj - obj_start <= _NOISE * np.maximum(np.maximum(np.abs(q), nk), 1.0)):
+                break
+        self._after_newton(q, nk, log_y_sum, first)
+
     def _update(self, XT, y, resp, sample_weight, first):
+        if self.penalty:
+            self._update_penalized(XT, y, resp, sample_weight, first)
+            return
         family = self.family
         q, grad, hess, nk, log_y_sum = glm_stats(
             XT, y, resp, sample_weight, self.coef, family, log_y=family == "gamma"
@@ -283,6 +356,31 @@ class _LogLinkExperts(ExpertFamily):
         K, p = self.coef.shape
         self.coef = np.reshape(np.asarray(theta, dtype=float)[: K * p], (K, p)).copy()
 
+    def _eta_score(self, y, eta, a):
+        """(K, n) ``a * d log f / d eta`` and the extra gradient entries (the Gamma's shapes)."""
+        raise NotImplementedError
+
+    def flat_grad(self, XT, y, resp, sample_weight):
+        """Gradient of ``sum_i w_i sum_k r_ki log f_k(y_i | x_i)`` with respect to :meth:`get_flat`.
+
+        The coefficients' part is ``sum_i w_i r_ki (d log f_k / d eta) x_i``
+        with ``eta = x_i . beta_k`` (see the class Notes).
+
+        Parameters
+        ----------
+        XT : ndarray of shape (p, n)
+        y : ndarray of shape (n,)
+        resp : ndarray of shape (K, n)
+        sample_weight : ndarray of shape (n,)
+
+        Returns
+        -------
+        ndarray of shape (n_flat,)
+        """
+        a = resp * sample_weight
+        score, extra = self._eta_score(y, self.coef @ XT, a)
+        return np.concatenate([(score @ XT.T).ravel(), extra])
+
 
 class PoissonExperts(_LogLinkExperts):
     """K Poisson regression experts with a log link.
@@ -300,6 +398,17 @@ class PoissonExperts(_LogLinkExperts):
         common family signature.
     newton_steps : int, default=1
         Newton steps on the coefficients per M-step.
+    penalty : float, default=0.0
+        Elastic-net penalty ``penalty * (l1_ratio ||b_k||_1 + (1 - l1_ratio) /
+        2 ||b_k||^2)`` on each expert's slopes (not the intercept), summed over
+        the experts and subtracted from the log-likelihood. With a penalty the
+        coefficient step is a proximal Newton step (the quadratic model of the
+        log-likelihood plus the exact penalty, minimised by coordinate
+        descent), halved until the penalised objective does not decrease.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing in [0, 1] (0: ridge, 1: lasso).
+    intercept : bool, default=True
+        Whether column 0 of the design is the constant (never penalised).
 
     Attributes
     ----------
@@ -328,6 +437,7 @@ class PoissonExperts(_LogLinkExperts):
 
     kind = "poisson"
     family = "poisson"
+    discrete = True
 
     def check_target(self, y):
         """Check that y holds non-negative integer counts.
@@ -366,8 +476,47 @@ class PoissonExperts(_LogLinkExperts):
         """(K, n) expert variances, equal to the means."""
         return self.mean(XT)
 
+    def cdf(self, XT, y):
+        """(K, n) Poisson distribution functions P(Y <= y_i), 0 for y_i < 0 (y need not be integer)."""
+        mu = self.mean(XT)
+        k = np.floor(np.maximum(y, 0.0))
+        with np.errstate(invalid="ignore"):
+            out = gammaincc(k + 1.0, mu)  # P(Y <= k) for Y ~ Poisson(mu)
+        return np.where(y < 0, 0.0, np.where(np.isposinf(y), 1.0, out))
+
+    def ppf(self, XT, q):
+        """(K, n) Poisson quantiles: the smallest integer y >= 0 with P(Y <= y) >= q_i.
+
+        q = 0 gives 0 and q = 1 gives ``inf``.
+        """
+        mu = self.mean(XT)
+        q = np.broadcast_to(q, mu.shape)
+        inner = (q > 0) & (q < 1)
+        # pdtrik inverts the continuous extension of the cdf in k; its ceiling is the
+        # answer up to one unit of rounding, settled by evaluating the cdf either side
+        with np.errstate(invalid="ignore"):
+            k = np.ceil(pdtrik(np.where(inner, q, 0.5), mu))
+            k = np.where(np.isfinite(k), np.maximum(k, 0.0), 0.0)
+            k = np.where(gammaincc(k + 1.0, mu) < q, k + 1.0, k)
+            below = np.maximum(k - 1.0, 0.0)
+            k = np.where((k > 0) & (gammaincc(below + 1.0, mu) >= q), below, k)
+        return np.where(q >= 1, np.inf, np.where(q <= 0, 0.0, k))
+
+    def in_support(self, y):
+        """True where y is a non-negative integer."""
+        return np.isfinite(y) & (y >= 0) & (y == np.floor(y))
+
+    def sample(self, XT, expert, rng):
+        """Poisson draws from the chosen experts (see :meth:`ExpertFamily.sample`)."""
+        return rng.poisson(chosen_expert_values(self.mean(XT), expert)).astype(np.float64)
+
     def _working_response(self, y):
         return np.log(y + 0.5)
+
+    def _eta_score(self, y, eta, a):
+        # d/d eta (y eta - exp(eta)) = y - mu
+        with np.errstate(over="ignore"):
+            return a * (y - np.exp(eta)), np.empty(0)
 
 
 class GammaExperts(_LogLinkExperts):
@@ -388,6 +537,17 @@ class GammaExperts(_LogLinkExperts):
         act as 1e-12.
     newton_steps : int, default=1
         Newton steps on the coefficients per M-step.
+    penalty : float, default=0.0
+        Elastic-net penalty ``penalty * (l1_ratio ||b_k||_1 + (1 - l1_ratio) /
+        2 ||b_k||^2)`` on each expert's slopes (not the intercept), summed over
+        the experts and subtracted from the log-likelihood. With a penalty the
+        coefficient step is a proximal Newton step (the quadratic model of the
+        log-likelihood plus the exact penalty, minimised by coordinate
+        descent), halved until the penalised objective does not decrease.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing in [0, 1] (0: ridge, 1: lasso).
+    intercept : bool, default=True
+        Whether column 0 of the design is the constant (never penalised).
 
     Attributes
     ----------
@@ -432,8 +592,12 @@ class GammaExperts(_LogLinkExperts):
     kind = "gamma"
     family = "gamma"
 
-    def __init__(self, n_experts, reg_covar=1e-6, newton_steps=1):
-        super().__init__(n_experts, reg_covar, newton_steps)
+    def __init__(
+        self, n_experts, reg_covar=1e-6, newton_steps=1, *, penalty=0.0, l1_ratio=0.0, intercept=True
+    ):
+        super().__init__(
+            n_experts, reg_covar, newton_steps, penalty=penalty, l1_ratio=l1_ratio, intercept=intercept
+        )
         self.shape = None
         self.shape_max = None
 
@@ -470,8 +634,33 @@ class GammaExperts(_LogLinkExperts):
         """(K, n) expert variances ``mu^2 / alpha_k``."""
         return self.mean(XT) ** 2 / self.shape[:, None]
 
+    def cdf(self, XT, y):
+        """(K, n) Gamma distribution functions ``P(alpha_k, alpha_k y_i / mu_ik)``, 0 for y_i <= 0."""
+        a = self.shape[:, None]
+        with np.errstate(invalid="ignore"):
+            out = gammainc(a, a * np.maximum(y, 0.0) / self.mean(XT))
+        return np.where(y <= 0, 0.0, np.where(np.isposinf(y), 1.0, out))
+
+    def ppf(self, XT, q):
+        """(K, n) Gamma quantiles ``mu_ik P^{-1}(alpha_k, q_i) / alpha_k`` (0 at q = 0, ``inf`` at q = 1)."""
+        a = self.shape[:, None]
+        return gammaincinv(a, q) * self.mean(XT) / a
+
+    def in_support(self, y):
+        """True where y is positive and finite."""
+        return np.isfinite(y) & (y > 0)
+
+    def sample(self, XT, expert, rng):
+        """Gamma draws from the chosen experts (see :meth:`ExpertFamily.sample`)."""
+        a = self.shape[expert]
+        return rng.gamma(a, chosen_expert_values(self.mean(XT), expert) / a)
+
     def _shapes(self):
         return self.shape
+
+    def _penalty_scale(self):
+        # the coefficients' log-likelihood is shape_k Q_k(beta): the penalty acts as P / shape_k on Q_k
+        return np.ones(self.n_experts) if self.shape is None else np.asarray(self.shape, dtype=float)
 
     def _working_response(self, y):
         return np.log(y)
@@ -501,3 +690,26 @@ class GammaExperts(_LogLinkExperts):
         """Set the parameters from :meth:`get_flat`'s layout."""
         super().set_flat(theta)
         self.shape = np.exp(np.asarray(theta, dtype=float)[self.coef.size :])
+
+    def _eta_score(self, y, eta, a):
+        # with u = y / mu: d/d eta = alpha (u - 1);
+        # d/d log alpha = alpha (log alpha + log u + 1 - u - digamma(alpha))
+        with np.errstate(over="ignore"):
+            u = y * np.exp(-eta)
+        alpha = self.shape[:, None]
+        score = a * alpha * (u - 1.0)
+        terms = np.log(alpha) + np.log(u) + 1.0 - u - digamma(alpha)
+        return score, self.shape * np.einsum("kn,kn->k", a, terms)
+
+    def flat_bounds(self):
+        """Bounds of :meth:`get_flat`: each log-shape within ``[log(1e-8), log(shape_max)]``.
+
+        Returns
+        -------
+        lower, upper : ndarray of shape (n_flat,)
+        """
+        K = self.n_experts
+        hi = np.log(self.shape_max) if self.shape_max is not None else np.inf
+        lower = np.concatenate([np.full(self.coef.size, -np.inf), np.full(K, np.log(SHAPE_MIN))])
+        upper = np.concatenate([np.full(self.coef.size, np.inf), np.full(K, hi)])
+        return lower, upper

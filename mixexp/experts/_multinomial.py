@@ -5,6 +5,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._kernels import log_softmax_linear, multinomial_log_prob, multinomial_stats
+from .._penalties import elastic_net_gradient
 from .._scaling import linear_from_raw, linear_to_raw
 from ..gates._softmax import _MAX_HALVINGS, newton_direction, slope_penalty
 from ._base import ExpertFamily
@@ -64,6 +65,12 @@ class MultinomialExperts(ExpertFamily):
         experts and subtracted from the log-likelihood in total.
     intercept : bool, default=True
         Whether row 0 of the design is the constant (an unpenalised intercept).
+    l1_ratio : float, default=0.0
+        Elastic-net mixing in [0, 1]: each expert's penalty is ``penalty *
+        (l1_ratio ||slopes_k||_1 + (1 - l1_ratio) / 2 ||slopes_k||^2)``; 0 is
+        the ridge penalty, 1 the lasso. With ``l1_ratio > 0`` the Newton steps
+        are proximal Newton steps (see :mod:`mixexp._penalties`), still
+        halved until each expert's penalised objective does not decrease.
     newton_steps : int, default=1
         Newton steps per M-step.
     init_newton_steps : int, default=5
@@ -81,7 +88,7 @@ class MultinomialExperts(ExpertFamily):
 
     def __init__(
         self, n_experts, reg_covar=1e-6, *, n_classes=2, penalty=1e-3, intercept=True,
-        newton_steps=1, init_newton_steps=5,
+        newton_steps=1, init_newton_steps=5, l1_ratio=0.0,
     ):
         super().__init__(n_experts, reg_covar)
         if n_classes < 2:
@@ -89,6 +96,7 @@ class MultinomialExperts(ExpertFamily):
         self.n_classes = n_classes
         self.penalty = penalty
         self.intercept = intercept
+        self.l1_ratio = l1_ratio
         self.newton_steps = newton_steps
         self.init_newton_steps = init_newton_steps
         self._pending = None
@@ -115,8 +123,8 @@ class MultinomialExperts(ExpertFamily):
         return multinomial_log_prob(XT, y, self.coef)
 
     def penalty_value(self):
-        """The experts' total ridge penalty, sum_k penalty / 2 ||slopes_k||^2."""
-        return sum(slope_penalty(c, self.penalty, self.intercept) for c in self.coef)
+        """The experts' total penalty, sum_k of the elastic net of expert k's slopes."""
+        return sum(slope_penalty(c, self.penalty, self.intercept, self.l1_ratio) for c in self.coef)
 
     def initialize(self, XT, y, resp, sample_weight):
         """Fit from zero coefficients: up to ``init_newton_steps`` Newton steps."""
@@ -193,7 +201,9 @@ class MultinomialExperts(ExpertFamily):
             :meth:`backtrack`.
         """
         old_coef, delta, old, resp, _ = self._pending
-        penalties = np.array([slope_penalty(c, self.penalty, self.intercept) for c in self.coef])
+        penalties = np.array(
+            [slope_penalty(c, self.penalty, self.intercept, self.l1_ratio) for c in self.coef]
+        )
         new_obj = np.asarray(q_prev) - penalties
         ok = np.isfinite(new_obj) & (new_obj >= old)
         if ok.all():
@@ -217,7 +227,7 @@ class MultinomialExperts(ExpertFamily):
         old = np.empty(K)
         for k in range(K):
             delta[k], old[k] = newton_direction(
-                self.coef[k], q[k], grad[k], hess[k], self.penalty, self.intercept
+                self.coef[k], q[k], grad[k], hess[k], self.penalty, self.intercept, self.l1_ratio
             )
         return delta, old
 
@@ -246,7 +256,7 @@ class MultinomialExperts(ExpertFamily):
             trial[pending, 1:] += t * delta[pending]
             q_new = multinomial_stats(XT, y, trial, resp, sample_weight, active=pending, derivatives=False)[0]
             for k in np.flatnonzero(pending):
-                new_obj = q_new[k] - slope_penalty(trial[k], self.penalty, self.intercept)
+                new_obj = q_new[k] - slope_penalty(trial[k], self.penalty, self.intercept, self.l1_ratio)
                 if np.isfinite(new_obj) and new_obj >= old[k]:
                     self.coef[k] = trial[k]
                     gain[k] = new_obj - old[k]
@@ -300,5 +310,43 @@ class MultinomialExperts(ExpertFamily):
         """Set the free parameters from :meth:`get_flat`'s layout."""
         K, C, p = self.coef.shape
         coef = np.zeros((K, C, p))
-        coef[:, 1:] = np.reshape(theta, (K, C - 1, p))
+        coef[:, 1:] = np.reshape(np.asarray(theta, dtype=float), (K, C - 1, p))
         self.coef = coef
+        self._pending = None
+
+    def flat_grad(self, XT, y, resp, sample_weight):
+        """Gradient of ``sum_i w_i sum_k r_ki log p_k(y_i | x_i)`` with respect to :meth:`get_flat`.
+
+        For expert k and class c >= 1: ``sum_i w_i r_ki (1[y_i = c] - p_k(c |
+        x_i)) x_i``. No penalty (see :meth:`penalty_grad`).
+
+        Parameters
+        ----------
+        XT : ndarray of shape (p, n)
+        y : ndarray of shape (n,)
+            Class indices.
+        resp : ndarray of shape (K, n)
+        sample_weight : ndarray of shape (n,)
+
+        Returns
+        -------
+        ndarray of shape (K * (C - 1) * p,)
+        """
+        a = resp * sample_weight
+        prob = self.predict_proba(XT)[:, 1:]  # (K, C - 1, n)
+        onehot = np.asarray(y)[None, :] == np.arange(1, self.n_classes)[:, None]  # (C - 1, n)
+        diff = (onehot[None] - prob) * a[:, None, :]
+        return (diff @ XT.T).ravel()
+
+    def penalty_grad(self):
+        """Gradient of :meth:`penalty_value` with respect to :meth:`get_flat` (intercepts free).
+
+        With ``l1_ratio > 0`` it is a subgradient (``sign(0) = 0`` at zero
+        slopes): the L1 penalty has no gradient there.
+        """
+        if self.l1_ratio:
+            return elastic_net_gradient(self.coef[:, 1:], self.penalty, self.l1_ratio, self.intercept).ravel()
+        grad = self.penalty * self.coef[:, 1:]
+        if self.intercept:
+            grad[:, :, 0] = 0.0
+        return grad.ravel()

@@ -7,8 +7,9 @@ import numpy as np
 from scipy import special
 
 from .._kernels import linear_stats
+from .._penalties import PenalizedCoefMixin, penalized_least_squares
 from .._scaling import linear_from_raw, linear_to_raw
-from ._base import ExpertFamily
+from ._base import ExpertFamily, chosen_expert_values
 from ._gaussian import _solve_weighted_least_squares
 
 #: Newton iterations of one degrees-of-freedom update, and step halvings per iteration.
@@ -130,7 +131,7 @@ def _maximize_df(df, weights, d2, n_k, bounds):
     return math.exp(t)
 
 
-class StudentTExperts(ExpertFamily):
+class StudentTExperts(PenalizedCoefMixin, ExpertFamily):
     """K robust linear regression experts with Student-t noise.
 
     Expert k models ``y = x . beta_k + sigma_k e``, ``e ~ t_{nu_k}`` (a
@@ -158,6 +159,20 @@ class StudentTExperts(ExpertFamily):
         the lower bound keeps the density proper and the fit away from the
         degenerate limit nu -> 0. Equal bounds fix nu at that value (then nu is
         not counted in :meth:`n_parameters`).
+    penalty : float, default=0.0
+        Elastic-net penalty ``penalty * (l1_ratio ||phi_k||_1 + (1 - l1_ratio)
+        / 2 ||phi_k||^2)`` on each expert's location slopes divided by its
+        scale, ``phi_k = b_k / sigma_k`` (not the intercept).
+        CM-step 1 then maximises the penalised expected complete-data
+        log-likelihood: a weighted elastic net at the current scale
+        (coordinate descent on the moments with weights ``w r u``), then the
+        scale in closed form (see
+        :func:`mixexp._penalties.penalized_least_squares`); neither decreases
+        the penalised objective.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing in [0, 1] (0: ridge, 1: lasso).
+    intercept : bool, default=True
+        Whether column 0 of the design is the constant (never penalised).
 
     Attributes
     ----------
@@ -234,9 +249,17 @@ class StudentTExperts(ExpertFamily):
     kind = "student_t"
     #: the estimator may fit on a centred and scaled y (location-scale family)
     standardize_y = True
+    #: the elastic-net penalty is on coef / sqrt(var) (see mixexp._penalties.penalized_least_squares)
+    penalize_over_scale = True
 
-    def __init__(self, n_experts, reg_covar=1e-6, *, df_init=10.0, df_bounds=(0.5, 200.0)):
+    def __init__(
+        self, n_experts, reg_covar=1e-6, *, df_init=10.0, df_bounds=(0.5, 200.0), penalty=0.0, l1_ratio=0.0,
+        intercept=True,
+    ):
         super().__init__(n_experts, reg_covar)
+        self.penalty = penalty
+        self.l1_ratio = l1_ratio
+        self.intercept = intercept
         bounds = tuple(df_bounds) if np.ndim(df_bounds) == 1 else ()
         if len(bounds) != 2 or not all(isinstance(b, Real) and math.isfinite(b) for b in bounds):
             raise ValueError(f"df_bounds must be two finite numbers (low, high); got {df_bounds!r}.")
@@ -276,6 +299,10 @@ class StudentTExperts(ExpertFamily):
         self.set_variance_floor(y, sample_weight)
         gram, xy, yy, nk = linear_stats(XT, y, resp, sample_weight)
         coef, var = _solve_weighted_least_squares(gram, xy, yy, nk, self.var_floor)
+        if self.penalty:
+            coef, var = penalized_least_squares(
+                gram, xy, yy, nk, self.var_floor, coef, var, self.penalty, self.l1_ratio, self.intercept
+            )
         self.coef, self.var = coef, np.maximum(var, _TINY)
         lo, hi = self.df_bounds
         self.df = np.full(self.n_experts, min(max(self.df_init, lo), hi))
@@ -293,7 +320,14 @@ class StudentTExperts(ExpertFamily):
         u *= resp
         gram, xy, yy, _ = linear_stats(XT, y, u, sample_weight)
         del u
-        coef, var = _solve_weighted_least_squares(gram, xy, yy, nk, self.var_floor)
+        if self.penalty:
+            # the penalised CM-step: a weighted elastic net at the current scale, then the scale
+            coef, var = penalized_least_squares(
+                gram, xy, yy, nk, self.var_floor, self.coef, self.var, self.penalty, self.l1_ratio,
+                self.intercept,
+            )  # fmt: skip
+        else:
+            coef, var = _solve_weighted_least_squares(gram, xy, yy, nk, self.var_floor)
         self.coef, self.var = coef, np.maximum(var, _TINY)
         if self.fixed_df:  # (a warm start may bring other values)
             self.df = np.full(self.n_experts, self.df_bounds[0])
@@ -317,6 +351,36 @@ class StudentTExperts(ExpertFamily):
         """(K, n) expert locations x_i . beta_k (the means where nu_k > 1)."""
         return self.coef @ XT
 
+    def variance(self, XT):
+        """(K, n) expert variances ``sigma_k^2 nu_k / (nu_k - 2)``, ``inf`` where nu_k <= 2.
+
+        A t distribution with nu <= 2 degrees of freedom has no finite
+        variance (and none at all for nu <= 1, where the mean does not exist
+        either); ``inf`` makes the mixture's variance infinite as soon as such
+        an expert has positive weight, which is the true value for 1 < nu <= 2.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var = np.where(self.df > 2.0, self.var * self.df / (self.df - 2.0), np.inf)
+        return np.repeat(var[:, None], XT.shape[1], axis=1)
+
+    def cdf(self, XT, y):
+        """(K, n) Student-t distribution functions ``T_{nu_k}((y_i - x_i . beta_k) / sigma_k)``."""
+        z = (y - self.coef @ XT) / np.sqrt(self.var)[:, None]
+        return special.stdtr(self.df[:, None], z)
+
+    def ppf(self, XT, q):
+        """(K, n) Student-t quantiles ``x_i . beta_k + sigma_k T_{nu_k}^{-1}(q_i)``."""
+        K, n = self.coef.shape[0], XT.shape[1]
+        t = special.stdtrit(self.df[:, None], np.broadcast_to(q, (K, n)))
+        # stdtrit returns nan at q = 0 and q = 1 for some nu: the ends of the support
+        t = np.where(q == 0.0, -np.inf, np.where(q == 1.0, np.inf, t))
+        return self.coef @ XT + np.sqrt(self.var)[:, None] * t
+
+    def sample(self, XT, expert, rng):
+        """Student-t draws from the chosen experts (see :meth:`ExpertFamily.sample`)."""
+        loc = chosen_expert_values(self.coef @ XT, expert)
+        return loc + np.sqrt(self.var)[expert] * rng.standard_t(self.df[expert])
+
     def raw_params(self, scaling, intercept):
         """Parameters on the raw data's scale: ``{"coef", "var", "df"}``.
 
@@ -338,3 +402,80 @@ class StudentTExperts(ExpertFamily):
         self.coef = linear_from_raw(coef, sc.expert_mean, sc.expert_scale, intercept) / sc.y_scale
         self.var = np.asarray(params["var"], dtype=float) / scaling.y_scale**2
         self.df = np.array(params["df"], dtype=float)
+
+    # -- flat parameter vector -----------------------------------------------
+    def get_flat(self):
+        """Coefficients, log squared scales, then log degrees of freedom, as a flat vector.
+
+        The log degrees of freedom are left out when ``df_bounds`` fix them.
+        """
+        parts = [self.coef.ravel(), np.log(self.var)]
+        if not self.fixed_df:
+            parts.append(np.log(self.df))
+        return np.concatenate(parts)
+
+    def set_flat(self, theta):
+        """Set the parameters from :meth:`get_flat`'s layout."""
+        theta = np.asarray(theta, dtype=float)
+        K, p = self.coef.shape
+        self.coef = np.reshape(theta[: K * p], (K, p)).copy()
+        self.var = np.exp(theta[K * p : K * p + K])
+        if not self.fixed_df:
+            self.df = np.exp(theta[K * p + K :])
+
+    def flat_grad(self, XT, y, resp, sample_weight):
+        """Gradient of ``sum_i w_i sum_k r_ki log f_k(y_i | x_i)`` with respect to :meth:`get_flat`.
+
+        With ``a_ik = w_i r_ik``, residuals ``e_ik``, ``d_ik^2 = e_ik^2 /
+        sigma_k^2`` and the latent-scale weights ``u_ik = (nu_k + 1) / (nu_k +
+        d_ik^2)``: ``sum_i a_ik u_ik e_ik x_i / sigma_k^2`` for the
+        coefficients, ``sum_i a_ik (u_ik d_ik^2 - 1) / 2`` for log sigma_k^2 and
+        ``nu_k G'(nu_k)`` for log nu_k, with G of the Notes.
+
+        Parameters
+        ----------
+        XT : ndarray of shape (p, n)
+        y : ndarray of shape (n,)
+        resp : ndarray of shape (K, n)
+        sample_weight : ndarray of shape (n,)
+
+        Returns
+        -------
+        ndarray of shape (n_flat,)
+        """
+        a = resp * sample_weight
+        e = y - self.coef @ XT
+        d2 = e * e / self.var[:, None]
+        df = self.df[:, None]
+        u = (df + 1.0) / (df + d2)
+        aue = a * u * e
+        g_coef = (aue @ XT.T) / self.var[:, None]
+        g_var = 0.5 * (np.einsum("kn,kn->k", a * u, d2) - a.sum(axis=1))
+        parts = [g_coef.ravel(), g_var]
+        if not self.fixed_df:
+            nk = a.sum(axis=1)
+            half = 0.5 * (self.df + 1.0)
+            dc = 0.5 * (special.digamma(half) - special.digamma(0.5 * self.df)) - 0.5 / self.df
+            s1 = np.einsum("kn,kn->k", a, d2 / (df + d2))
+            log1p_sum = np.einsum("kn,kn->k", a, np.log1p(d2 / df))
+            d_nu = nk * dc - 0.5 * log1p_sum + half * s1 / self.df
+            parts.append(self.df * d_nu)
+        return np.concatenate(parts)
+
+    def flat_bounds(self):
+        """Bounds of :meth:`get_flat`: log sigma_k^2 >= log(var_floor), log nu_k within ``log(df_bounds)``.
+
+        Returns
+        -------
+        lower, upper : ndarray of shape (n_flat,)
+        """
+        K = self.n_experts
+        lower = np.full(self.coef.size, -np.inf)
+        upper = np.full(self.coef.size, np.inf)
+        floor = max(self.var_floor or 0.0, _TINY)
+        lower = np.concatenate([lower, np.full(K, np.log(floor))])
+        upper = np.concatenate([upper, np.full(K, np.inf)])
+        if not self.fixed_df:
+            lower = np.concatenate([lower, np.full(K, np.log(self.df_bounds[0]))])
+            upper = np.concatenate([upper, np.full(K, np.log(self.df_bounds[1]))])
+        return lower, upper

@@ -79,3 +79,36 @@ class ConstantGate:
     def set_raw_params(self, params, scaling, intercept=True):
         """Set the parameters from :meth:`raw_params`' output."""
         self.coef = np.array(params["coef"], dtype=float)[:, :1]
+
+    # -- flat parameter vector -----------------------------------------------
+    def get_flat(self):
+        """Free parameters as a flat vector: ``log(pi_k / pi_0)`` for k = 1..K-1."""
+        return self.coef[1:, 0].copy()
+
+    def set_flat(self, theta):
+        """Set the free parameters from :meth:`get_flat`'s layout."""
+        self.coef = np.concatenate([[0.0], np.asarray(theta, dtype=float)])[:, None]
+
+    def flat_grad(self, XT, resp, sample_weight):
+        """Gradient of ``sum_i w_i sum_k r_ki log pi_k`` with respect to :meth:`get_flat`.
+
+        Component k is ``N_k - pi_k N`` with ``N_k = sum_i w_i r_ki`` and
+        ``N = sum_k N_k``.
+
+        Parameters
+        ----------
+        XT : ndarray of shape (p, n)
+            Unused (the weights do not depend on x).
+        resp : ndarray of shape (K, n)
+        sample_weight : ndarray of shape (n,)
+
+        Returns
+        -------
+        ndarray of shape (K - 1,)
+        """
+        nk = resp @ sample_weight
+        return nk[1:] - np.exp(self._log_pi()[1:]) * nk.sum()
+
+    def penalty_grad(self):
+        """Zeros: the constant gate has no penalty."""
+        return np.zeros(self.n_experts - 1)

@@ -5,21 +5,23 @@ from typing import NamedTuple
 import numpy as np
 
 from .._kernels import log_softmax_linear, softmax_gate_stats
+from .._penalties import elastic_net_gradient, elastic_net_penalty, prox_newton_direction, slope_mask
 from .._scaling import linear_from_raw, linear_to_raw
 
 _MAX_HALVINGS = 30
 
 
-def slope_penalty(coef, penalty, intercept=True):
-    """Ridge penalty ``penalty / 2 * ||slopes||^2`` of a (C, p) coefficient matrix.
+def slope_penalty(coef, penalty, intercept=True, l1_ratio=0.0):
+    """Elastic-net penalty of the slopes of a (C, p) coefficient matrix.
 
-    Column 0 is an unpenalised intercept when ``intercept`` is True.
+    ``penalty * (l1_ratio ||slopes||_1 + (1 - l1_ratio) / 2 ||slopes||^2)``; with
+    ``l1_ratio=0`` the ridge penalty ``penalty / 2 * ||slopes||^2``. Column 0 is
+    an unpenalised intercept when ``intercept`` is True.
     """
-    slopes = coef[:, 1:] if intercept else coef
-    return 0.5 * penalty * float(np.sum(slopes**2))
+    return elastic_net_penalty(coef, penalty, l1_ratio, intercept)
 
 
-def newton_direction(coef, q, grad, hess, penalty, intercept=True):
+def newton_direction(coef, q, grad, hess, penalty, intercept=True, l1_ratio=0.0):
     """Newton direction of a penalised multinomial logistic objective.
 
     The objective is ``q - slope_penalty(coef, penalty, intercept)`` with ``q =
@@ -39,6 +41,11 @@ def newton_direction(coef, q, grad, hess, penalty, intercept=True):
     penalty : float
     intercept : bool, default=True
         Whether column 0 is an (unpenalised) intercept.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing of the penalty (see :func:`slope_penalty`). With
+        ``l1_ratio > 0`` the direction is the proximal Newton direction
+        (:func:`mixexp._penalties.prox_newton_direction`): the step to the
+        maximiser of the quadratic model of ``q`` minus the exact penalty.
 
     Returns
     -------
@@ -47,17 +54,24 @@ def newton_direction(coef, q, grad, hess, penalty, intercept=True):
         The penalised objective at ``coef``.
     """
     K, p = coef.shape
+    if l1_ratio > 0.0 and penalty > 0.0:
+        mask = np.tile(slope_mask(p, intercept), K - 1)
+        delta = prox_newton_direction(coef[1:].ravel(), grad.ravel(), hess, penalty, l1_ratio, mask)
+        return delta.reshape(K - 1, p), q - slope_penalty(coef, penalty, intercept, l1_ratio)
     pen_mask = np.full(p, float(penalty))
     if intercept:
         pen_mask[0] = 0.0
     g = grad - coef[1:] * pen_mask
-    H = hess + np.diag(np.tile(pen_mask, K - 1))
+    H = hess.copy()
+    diag = H.reshape(-1)[:: H.shape[0] + 1]  # a view of the diagonal
+    diag += np.tile(pen_mask, K - 1)
     # Levenberg damping keeps H positive definite; it changes the step only.
-    damp = 1e-10 * max(1.0, float(np.trace(H)) / H.shape[0])
-    H[np.diag_indices_from(H)] += damp
+    diag += 1e-10 * max(1.0, float(diag.sum()) / H.shape[0])
     try:
-        L = np.linalg.cholesky(H)
-        delta = np.linalg.solve(L.T, np.linalg.solve(L, g.ravel()))
+        # one LU solve: H is symmetric positive definite (a concave objective's
+        # negative Hessian plus penalty and damping), and at these sizes the
+        # call overhead of a Cholesky factorisation and two solves dominates
+        delta = np.linalg.solve(H, g.ravel())
     except np.linalg.LinAlgError:
         delta = np.linalg.lstsq(H, g.ravel(), rcond=None)[0]
     return delta.reshape(K - 1, p), q - slope_penalty(coef, penalty, intercept)
@@ -80,8 +94,10 @@ class SoftmaxGate:
     expert 0 is the reference, its row of ``coef`` is fixed at zero (flexmix's
     convention).
 
-    The EM M-step maximises ``sum_i w_i sum_k r_ik log g_k(x_i) - penalty / 2 *
-    ||slopes||^2`` by Newton steps with step halving, so every step raises the
+    The EM M-step maximises ``sum_i w_i sum_k r_ik log g_k(x_i) - P(slopes)``,
+    ``P(w) = penalty * (l1_ratio ||w||_1 + (1 - l1_ratio) / 2 ||w||^2)``, by
+    Newton steps with step halving (proximal Newton steps when
+    ``l1_ratio > 0``, see :mod:`mixexp._penalties`), so every step raises the
     objective (a generalised EM step). The intercepts are not penalised.
 
     Parameters
@@ -94,6 +110,10 @@ class SoftmaxGate:
         not per sample.
     newton_steps : int, default=1
         Newton steps per EM iteration.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing in [0, 1]: the penalty is ``penalty * (l1_ratio
+        ||w||_1 + (1 - l1_ratio) / 2 ||w||^2)``; 0 is the ridge penalty above,
+        1 the lasso (exact zeros in the gate's slopes).
 
     Attributes
     ----------
@@ -103,9 +123,10 @@ class SoftmaxGate:
 
     kind = "softmax"
 
-    def __init__(self, n_experts, penalty=0.0, newton_steps=1):
+    def __init__(self, n_experts, penalty=0.0, newton_steps=1, l1_ratio=0.0):
         self.n_experts = n_experts
         self.penalty = penalty
+        self.l1_ratio = l1_ratio
         self.newton_steps = newton_steps
         self.coef = None
 
@@ -131,7 +152,7 @@ class SoftmaxGate:
 
     def penalty_value(self):
         """The penalty term subtracted from the log-likelihood."""
-        return slope_penalty(self.coef, self.penalty)
+        return slope_penalty(self.coef, self.penalty, True, self.l1_ratio)
 
     def m_step(self, XT, resp, sample_weight, current=None, stats=None, max_steps=None):
         """Newton steps with step halving on the penalised gate objective.
@@ -224,7 +245,7 @@ class SoftmaxGate:
     # -- helpers -------------------------------------------------------------
     def _newton_direction(self, q, grad, hess):
         """Newton direction of the penalised objective, and its current value."""
-        return newton_direction(self.coef, q, grad, hess, self.penalty)
+        return newton_direction(self.coef, q, grad, hess, self.penalty, True, self.l1_ratio)
 
     def _halving(self, XT, resp, sample_weight, delta, old_obj, first=1.0):
         """Step halving along ``delta``: the first step size that ascends is kept.
@@ -237,7 +258,7 @@ class SoftmaxGate:
             coef = self.coef.copy()
             coef[1:] += t * delta
             log_w, prob, q_new = log_softmax_linear(XT, coef, resp, sample_weight)
-            new_obj = q_new - slope_penalty(coef, self.penalty)
+            new_obj = q_new - slope_penalty(coef, self.penalty, True, self.l1_ratio)
             if np.isfinite(new_obj) and new_obj >= old_obj:
                 self.coef = coef
                 return GateEval(log_w, prob), new_obj - old_obj
@@ -268,5 +289,42 @@ class SoftmaxGate:
 
     def set_flat(self, theta):
         """Set the free parameters from :meth:`get_flat`'s layout."""
-        free = np.reshape(theta, (self.n_experts - 1, -1))
+        free = np.reshape(np.asarray(theta, dtype=float), (self.n_experts - 1, self.coef.shape[1]))
         self.coef = np.vstack([np.zeros((1, self.coef.shape[1])), free])
+        self._pending = None
+
+    def flat_grad(self, XT, resp, sample_weight, current=None):
+        """Gradient of ``sum_i w_i sum_k r_ki log g_k(x_i)`` with respect to :meth:`get_flat`.
+
+        Row k >= 1 of the gradient is ``sum_i w_i (r_ki - g_k(x_i) s_i) x_i``
+        with ``s_i = sum_k r_ki`` (1 for responsibilities). No penalty.
+
+        Parameters
+        ----------
+        XT : ndarray of shape (p, n)
+        resp : ndarray of shape (K, n)
+        sample_weight : ndarray of shape (n,)
+        current : GateEval, optional
+            The gate evaluated on ``XT`` at the current coefficients, if known.
+
+        Returns
+        -------
+        ndarray of shape ((K - 1) * p,)
+        """
+        if current is None:
+            current = self.evaluate(XT)
+        diff = resp[1:] - current.prob[1:] * resp.sum(axis=0)
+        diff *= sample_weight
+        return (diff @ XT.T).ravel()
+
+    def penalty_grad(self):
+        """Gradient of :meth:`penalty_value` with respect to :meth:`get_flat` (intercepts free).
+
+        With ``l1_ratio > 0`` it is a subgradient (``sign(0) = 0`` at zero
+        slopes): the L1 penalty has no gradient there.
+        """
+        if self.l1_ratio:
+            return elastic_net_gradient(self.coef[1:], self.penalty, self.l1_ratio).ravel()
+        grad = self.penalty * self.coef[1:]
+        grad[:, 0] = 0.0
+        return grad.ravel()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._kernels import e_step, fused_softmax_gaussian, fused_softmax_multinomial
+from .._kernels import e_step, fused_gaussian_gate_gaussian, fused_softmax_gaussian, fused_softmax_multinomial
 from ..experts._multinomial import DeferredStats
 
 
@@ -74,14 +74,28 @@ def _fused_softmax_multinomial(gate, experts, data, resp_prev, out):
     return Pass(resp, ll_rows, total, gate_eval, q_prev, gate_stats, DeferredStats(*expert_stats))
 
 
+def _fused_gaussian_gate_gaussian(gate, experts, data, resp_prev, out):
+    # the Gaussian gate's M-step is closed form: its "proposal" is the exact
+    # maximiser, never pending, so resp_prev is not needed
+    from ..gates._gaussian import GaussianGateEval
+
+    resp, ll_rows, total, gate_eval, gate_gram, expert_stats = fused_gaussian_gate_gaussian(
+        data.XgT, *gate.kernel_params(), data.XeT, data.y, experts.coef, experts.var,
+        data.sample_weight, out,
+    )  # fmt: skip
+    return Pass(resp, ll_rows, total, GaussianGateEval(*gate_eval), None, gate_gram, expert_stats)
+
+
 #: (gate.kind, experts.kind) -> function(gate, experts, data, resp_prev, out) -> Pass.
 #: The function evaluates the gate at its current coefficients itself and, with
 #: ``resp_prev``, returns the gate objective under those responsibilities;
 #: ``out`` is a tuple of (K, n) buffers (log-gate, gate weights, responsibilities)
-#: it may overwrite, or None.
+#: it may overwrite, or None. A gate without an entry here may bring its own
+#: pass as a method ``em_pass(experts, data, resp_prev, out)`` (the top-K gate).
 FUSED_PASSES = {
     ("softmax", "gaussian"): _fused_softmax_gaussian,
     ("softmax", "multinomial"): _fused_softmax_multinomial,
+    ("gaussian", "gaussian"): _fused_gaussian_gate_gaussian,
 }
 
 
@@ -100,8 +114,18 @@ def e_step_pass(gate, experts, data, gate_eval=None):
     return Pass(resp, ll_rows, total, gate_eval)
 
 
-def objective(gate, experts, total, data):
-    """Mean penalised log-likelihood: the quantity EM never decreases."""
+def objective(gate, experts, total, data, gate_eval=None):
+    """Mean penalised log-likelihood: the quantity EM never decreases.
+
+    ``total`` is the conditional ``sum_i w_i log p(y_i | x_i)``. For a gate that
+    is a density of x (``gate.models_x``, the Gaussian gate) the gate's
+    marginal ``sum_i w_i log p(x_i)``, taken from ``gate_eval`` (the gate
+    evaluated at its current parameters, from the same pass), is added: the
+    objective is then the joint log-likelihood of (x, y), which is what EM
+    maximises for such a gate.
+    """
+    if getattr(gate, "models_x", False):
+        total = total + gate.marginal_log_likelihood(gate_eval, data.sample_weight)
     return (total - gate.penalty_value() - experts.penalty_value()) / data.weight_sum
 
 
@@ -114,9 +138,11 @@ class EMResult:
     n_iter: int
     converged: bool
     resp: np.ndarray
+    stopped: bool = False  # the iteration hook asked to stop
+    thetas: list | None = None  # flat parameters at each entry of lower_bounds, when recorded
 
 
-def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
+def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None):
     """Run EM from the parts' current parameters until ``tol`` or ``max_iter``.
 
     Each iteration: a pass (E-step at the current parameters, with the M-step
@@ -137,6 +163,12 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
     verbose : int
     label : str
         Prefix for verbose output.
+    hook : callable, optional
+        Called as ``hook(n_iter, lower_bound)`` after every pass (E-step), the
+        parts then holding the parameters the pass evaluated: once at the
+        start (``n_iter=0``) and once after each M-step. A true return value
+        stops the run (``EMResult.stopped``). Used to record trajectories and
+        run callbacks.
 
     Returns
     -------
@@ -144,9 +176,13 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
         ``lower_bound`` and ``resp`` are those of the final parameters.
     """
     fused = FUSED_PASSES.get((gate.kind, experts.kind))
+    if fused is None and hasattr(gate, "em_pass"):
+        # a gate whose step needs the experts' log-densities runs its own pass
+        def fused(gate, experts, data, resp_prev, out):
+            return gate.em_pass(experts, data, resp_prev, out)
     history = []
     lower_bound = -np.inf
-    converged = False
+    converged = stopped = False
     n_iter = 0
     gate_eval = None
     resp_prev = None
@@ -162,15 +198,18 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
             if gate.pending and not gate.accept(step.q_prev):
                 gate.backtrack(data.XgT, resp_prev, data.sample_weight)
                 step = fused(gate, experts, data, None, out)
-            buffers[0], buffers[1] = step.gate_eval
+            buffers[0], buffers[1] = step.gate_eval[:2]
             if step.resp is not buffers[2]:
                 buffers[2], buffers[3] = step.resp, buffers[2]
         else:
             step = e_step_pass(gate, experts, data, gate_eval)
-        previous, lower_bound = lower_bound, objective(gate, experts, step.total, data)
+        previous, lower_bound = lower_bound, objective(gate, experts, step.total, data, step.gate_eval)
         history.append(lower_bound)
         if verbose >= 2:
             print(f"{label}iter {n_iter:4d}  mean log-lik {lower_bound:.8f}")
+        if hook is not None and hook(n_iter, lower_bound):
+            stopped = True
+            break
         if abs(lower_bound - previous) < tol:
             converged = True
             break
@@ -184,9 +223,9 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label=""):
             gate_eval = gate.m_step(data.XgT, step.resp, data.sample_weight, step.gate_eval)
         n_iter += 1
     if verbose:
-        state = "converged" if converged else "did not converge"
+        state = "converged" if converged else ("was stopped" if stopped else "did not converge")
         print(
             f"{label}{state} after {n_iter} iterations, mean log-lik {lower_bound:.8f} "
             f"({time.perf_counter() - t0:.3f} s)"
         )
-    return EMResult(lower_bound, history, n_iter, converged, step.resp)
+    return EMResult(lower_bound, history, n_iter, converged, step.resp, stopped)

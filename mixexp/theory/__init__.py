@@ -17,9 +17,12 @@ few lines::
   (:func:`rate_experiment`, :func:`generalization_curve`) and the registry of
   named experiments behind ``python -m mixexp experiment``;
 * :mod:`mixexp.theory.rates`: :func:`fit_rate`, log-log slopes with bootstrap
-  confidence intervals.
+  confidence intervals;
+* :mod:`mixexp.theory.convergence`: :func:`em_convergence`, EM's measured linear
+  rate beside the rate predicted by the fraction of missing information.
 """
 
+from .convergence import EMConvergence, em_convergence, linear_rate
 from .experiments import generalization_curve, rate_experiment, summarize_by_n
 from .losses import (
     CellErrors,
@@ -37,21 +40,25 @@ from .losses import (
 )
 from .rates import RateFit, fit_rate
 from .registry import EXPERIMENTS, register_experiment, run_experiment
-from .simulate import GaussianGatedMoE, SoftmaxGatedMoE, TopKSoftmaxMoE, neurips2023_model
+from .simulate import GaussianGatedMoE, SoftmaxGatedMoE, TopKSoftmaxMoE, aistats2024_model, neurips2023_model
 
 __all__ = [
     "EXPERIMENTS",
     "CellErrors",
+    "EMConvergence",
     "GaussianGatedMoE",
     "RateFit",
     "SoftmaxGatedMoE",
     "TopKSoftmaxMoE",
+    "aistats2024_model",
     "align_softmax_gate",
+    "em_convergence",
     "fit_rate",
     "gaussian_cell_errors",
     "gaussian_gating_d1",
     "gaussian_gating_d2",
     "generalization_curve",
+    "linear_rate",
     "neurips2023_model",
     "rate_experiment",
     "register_experiment",

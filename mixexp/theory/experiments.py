@@ -67,7 +67,8 @@ def _em_fit(X, y, n_experts, start, spec, seed):
         warnings.simplefilter("ignore", ConvergenceWarning)
         if start is None:
             est = MixtureOfExpertsRegressor(
-                n_experts, init="kmeans", n_init=spec.n_init, random_state=seed, **params
+                n_experts, gate=spec.true_model.gate, init="kmeans", n_init=spec.n_init, random_state=seed,
+                **params,
             ).fit(X, y)
             return _fit_result(est)
         best = None
@@ -81,6 +82,20 @@ def _em_fit(X, y, n_experts, start, spec, seed):
 
 
 def _fit_result(est):
+    if est.gate == "gaussian":  # the parameters of GaussianGatedMoE
+        cov = np.asarray(est.gate_covariances_)
+        if cov.ndim == 2:  # "diag" or "spherical" gate covariances: (K, d) variances
+            cov = np.stack([np.diag(row) for row in cov])
+        return {
+            "weights": est.gate_weights_,
+            "means": est.gate_means_,
+            "covariances": cov,
+            "expert_coef": est.expert_coef_,
+            "noise_variance": est.noise_variance_,
+            "n_iter": int(est.n_iter_),
+            "converged": bool(est.converged_),
+            "lower_bound": float(est.lower_bound_),
+        }
     return {
         "gate_coef": est.gate_coef_,
         "expert_coef": est.expert_coef_,
@@ -109,7 +124,7 @@ GATE_SPECS = {
         lambda fitted, true, r_bar=None: _losses.gaussian_gating_d2(fitted, true, r_bar=r_bar, r_tilde=r_bar),
         _losses.gaussian_cell_errors,
         _losses.GAUSSIAN_PARAMETERS,
-        None,
+        _em_fit,
     ),
 }
 
@@ -344,8 +359,9 @@ def rate_experiment(
     Parameters
     ----------
     true_model : SoftmaxGatedMoE, TopKSoftmaxMoE or GaussianGatedMoE
-        The truth. ``solver="em"`` fits softmax-gated models
-        (:class:`~mixexp.MixtureOfExpertsRegressor`); other gates need a
+        The truth. ``solver="em"`` fits softmax- and Gaussian-gated models
+        (:class:`~mixexp.MixtureOfExpertsRegressor` with ``gate="softmax"`` or
+        ``gate="gaussian"``, full gate covariances); top-K gates need a
         callable ``solver``.
     n_experts : int
         Number of fitted experts (equal to the truth's: exact-fitted; larger:
@@ -495,6 +511,8 @@ class _GenSpec:
     make_data: object
     n_test: int
     estimator_params: dict
+    mean_grid: object = None
+    true_mean: object = None
 
 
 def _sample(make_data, n, rng):
@@ -524,9 +542,13 @@ def _generalization_cell(spec, n_experts, n, replicate, seed, single_job=True):
     fit_time = time.perf_counter() - t0
     train = -float(est.score_samples(X, y).mean())
     test = -float(est.score_samples(X_test, y_test).mean())
-    oracle = np.nan
+    oracle = oracle_train = np.nan
     if hasattr(spec.make_data, "log_density"):
         oracle = -float(spec.make_data.log_density(X_test, y_test).mean())
+        oracle_train = -float(spec.make_data.log_density(X, y).mean())
+    mean_ise = np.nan
+    if spec.mean_grid is not None:
+        mean_ise = _mean_ise(est, spec.mean_grid, spec.true_mean)
     return {
         "n_experts": int(n_experts),
         "n": int(n),
@@ -536,7 +558,9 @@ def _generalization_cell(spec, n_experts, n, replicate, seed, single_job=True):
         "test_nll": test,
         "gap": test - train,
         "oracle_nll": oracle,
+        "oracle_train_nll": oracle_train,
         "excess_nll": test - oracle,
+        "mean_ise": mean_ise,
         "bic": float(est.bic(X, y)),
         "n_iter": int(est.n_iter_),
         "converged": bool(est.converged_),
@@ -552,6 +576,8 @@ def generalization_curve(
     *,
     n_test=10_000,
     estimator_params=None,
+    mean_grid=None,
+    true_mean=None,
     n_jobs=None,
     random_state=None,
     progress=True,
@@ -562,7 +588,10 @@ def generalization_curve(
     For each number of experts K, sample size n and replicate: draw a
     training sample of size n and a test sample of size ``n_test``, fit
     :class:`~mixexp.MixtureOfExpertsRegressor` with K experts, and record the
-    mean negative log-likelihood on both and their gap.
+    mean negative log-likelihood on both and their gap. With ``mean_grid``,
+    also the approximation error of the fitted mean: the squared difference
+    between ``predict`` and the true regression function E[y | x], averaged
+    over the grid points.
 
     Parameters
     ----------
@@ -577,6 +606,17 @@ def generalization_curve(
     n_test : int, default=10000
     estimator_params : dict, default=None
         Parameters of the estimator (e.g. ``n_init``, ``gate_penalty``).
+    mean_grid : array-like of shape (m, n_features) or (m,), default=None
+        Points ``x_1, ..., x_m`` where the fitted mean is compared with the
+        true one. Each cell then records ``mean_ise`` =
+        ``mean_j (predict(x_j) - E[y | x_j])**2``: on a fine evenly spaced
+        grid over a box this is, up to the grid's quadrature error, the
+        integrated squared error divided by the box's volume. None: no
+        comparison (``mean_ise`` is NaN).
+    true_mean : callable, default=None
+        ``true_mean(X) -> (m,)``, the true regression function ``E[y | x]``;
+        by default ``make_data.mean`` (true models such as
+        :class:`SoftmaxGatedMoE` have one). Used with ``mean_grid`` only.
     n_jobs : int, default=None
     random_state : int, RandomState instance or None, default=None
     progress : bool, default=True
@@ -589,18 +629,37 @@ def generalization_curve(
         One row per cell: ``n_experts``, ``n``, ``replicate``, ``seed``,
         ``train_nll``, ``test_nll``, ``gap`` (test minus train),
         ``oracle_nll`` (the truth's test NLL; NaN for a callable),
-        ``excess_nll`` (test minus oracle), ``bic``, ``n_iter``,
-        ``converged``, ``fit_time``.
+        ``oracle_train_nll`` (the truth's training NLL: ``gap - oracle_nll +
+        oracle_train_nll`` is the gap with the samples' own noise removed),
+        ``excess_nll`` (test minus oracle), ``mean_ise`` (NaN without
+        ``mean_grid``), ``bic``, ``n_iter``, ``converged``, ``fit_time``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mixexp.theory import generalization_curve
+    >>> def make_data(n, rng):
+    ...     x = rng.uniform(0, 1, n)
+    ...     return x[:, None], np.sin(2 * np.pi * x) + 0.3 * rng.randn(n)
+    >>> table = generalization_curve(
+    ...     make_data, [1, 3], [300], 1, n_test=1000, mean_grid=np.linspace(0, 1, 101),
+    ...     true_mean=lambda X: np.sin(2 * np.pi * X[:, 0]), random_state=0, progress=False)
+    >>> bool(table["mean_ise"].iloc[1] < table["mean_ise"].iloc[0])  # 3 lines fit a sine better than 1
+    True
     """
     if not (hasattr(make_data, "sample") or callable(make_data)):
         raise ValueError("make_data must have a sample(n, random_state) method or be callable.")
-    spec = _GenSpec(make_data, int(n_test), dict(estimator_params or {}))
+    grid, true_mean = _check_mean_grid(make_data, mean_grid, true_mean)
+    spec = _GenSpec(make_data, int(n_test), dict(estimator_params or {}), grid, true_mean)
     settings = {
         "kind": "generalization_curve",
         "make_data": _describe_data(make_data),
         "n_test": spec.n_test,
         "estimator_params": spec.estimator_params,
     }
+    if grid is not None:  # only then, so checkpoints written before mean_grid existed stay valid
+        settings["mean_grid"] = _describe_grid(grid)
+        settings["true_mean"] = _jsonable(true_mean)
     cells = [(int(k), int(n), r) for k in n_experts_grid for n in n_grid for r in range(int(n_replicates))]
     columns = [
         "n_experts",
@@ -611,7 +670,9 @@ def generalization_curve(
         "test_nll",
         "gap",
         "oracle_nll",
+        "oracle_train_nll",
         "excess_nll",
+        "mean_ise",
         "bic",
         "n_iter",
         "converged",
@@ -632,9 +693,55 @@ def generalization_curve(
     )
 
 
+def _mean_ise(estimator, grid, true_mean):
+    """Mean over the grid points of the squared error of ``predict`` against ``true_mean``."""
+    truth = np.asarray(true_mean(grid), dtype=float)
+    if truth.shape != (grid.shape[0],):
+        raise ValueError(
+            f"true_mean(mean_grid) must return shape ({grid.shape[0]},), one value per grid point; "
+            f"got {truth.shape}."
+        )
+    return float(np.mean((estimator.predict(grid) - truth) ** 2))
+
+
+def _check_mean_grid(make_data, mean_grid, true_mean):
+    """The grid as a finite float (m, d) array and the true regression function (or None, None)."""
+    if mean_grid is None:
+        if true_mean is not None:
+            raise ValueError("true_mean is only used with mean_grid; pass the grid to evaluate it on.")
+        return None, None
+    grid = np.asarray(mean_grid, dtype=float)
+    if grid.ndim == 1:
+        grid = grid[:, None]
+    if grid.ndim != 2 or grid.shape[0] == 0:
+        raise ValueError(f"mean_grid must be a non-empty array of shape (m, n_features); got {grid.shape}.")
+    if not np.all(np.isfinite(grid)):
+        raise ValueError("mean_grid must hold finite values only.")
+    if true_mean is None:
+        true_mean = getattr(make_data, "mean", None)
+        if not callable(true_mean):
+            raise ValueError(
+                "mean_grid needs the true regression function: pass true_mean, or a make_data with a "
+                "mean(X) method."
+            )
+    elif not callable(true_mean):
+        raise TypeError(f"true_mean must be callable; got {type(true_mean).__name__}.")
+    return np.ascontiguousarray(grid), true_mean
+
+
+def _describe_grid(grid):
+    if grid is None:
+        return None
+    import hashlib
+
+    return {"shape": list(grid.shape), "sha256": hashlib.sha256(grid.tobytes()).hexdigest()}
+
+
 def _describe_data(make_data):
     if hasattr(make_data, "get_params"):
         return {"type": type(make_data).__name__, **make_data.get_params(), **_model_kwargs(make_data)}
+    if not callable(make_data):  # an object with sample(): its type names it
+        return {"type": f"{type(make_data).__module__}.{type(make_data).__qualname__}"}
     return _jsonable(make_data)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ._tables import as_columns, rows_to_table, write_rows
 from .experiments import generalization_curve, rate_experiment, summarize_by_n
 from .rates import fit_rate
-from .simulate import neurips2023_model
+from .simulate import aistats2024_model, neurips2023_model
 
 
 @dataclass(frozen=True)
@@ -458,3 +458,246 @@ def _generalization(quick, n_jobs, out, progress, random_state):
     plt.close(fig)
     best = summarize_by_n(table, "test_nll", by=("n", "n_experts"), statistic="mean")
     return {"csv": csv_path, "png": png_path, "summary": best}
+
+
+# -- AISTATS 2024: Gaussian gating rates -----------------------------------------------------------
+#: The eight sweeps of Nguyen, Nguyen, Nguyen & Ho (AISTATS 2024), as ``(n_features,
+#: setting, n_experts)``: the true models of :func:`~mixexp.theory.simulate.aistats2024_model`
+#: (3 components; Type I: every gate mean non-zero, Type II: the first one zero) fitted with
+#: 4 and 5 experts (``execute.sh`` of ``Trung-TinNGUYEN/CRPE-GMoE``).
+GAUSSIAN_CASES = tuple((d, setting, K) for d in (1, 2) for setting in ("I", "II") for K in (4, 5))
+
+#: The claim (the over-fitted Voronoi loss falls like n^-1/2), the range of the
+#: slopes printed on the paper's figures and the issue's acceptance band.
+GAUSSIAN_CLAIM = -0.5
+GAUSSIAN_PAPER_SLOPES = (-0.517, -0.502)
+GAUSSIAN_TARGET = (-0.55, -0.45)
+
+#: Sweep sizes of the Gaussian-gating experiment, sized for a loaded 2-core
+#: machine (quick: well under a minute; full: about a quarter of an hour). The
+#: paper (``experiment.py`` of ``Trung-TinNGUYEN/CRPE-GMoE``) used 100 sample
+#: sizes (5 in [100, 500], 95 evenly spaced in [500, 1e5]), 20 replicates and
+#: its own EM from one near-truth start, whose stopping test (a change of the
+#: parameters below 1e-5, compared with arrays that alias the current ones)
+#: is met after the first iteration.
+GAUSSIAN_SETTINGS = {
+    "quick": {"n_grid": [200, 1000, 5000], "n_replicates": 3, "max_iter": 200, "tol": 1e-6},
+    "full": {
+        "n_grid": [100, 316, 1000, 3162, 10000, 31623, 100000],
+        "n_replicates": 8,
+        "max_iter": 1000,
+        "tol": 1e-8,
+    },
+}
+
+
+def gaussian_rate_tables(
+    settings, cases=GAUSSIAN_CASES, *, n_jobs=None, random_state=0, progress=True, checkpoint_dir=None
+):
+    """Run the AISTATS 2024 sweeps (one table per ``(n_features, setting, n_experts)``).
+
+    Each fit is EM on :class:`~mixexp.MixtureOfExpertsRegressor` with
+    ``gate="gaussian"`` (full covariances) from one near-truth start
+    (:meth:`~mixexp.theory.GaussianGatedMoE.near_truth`, the reference's
+    perturbation), measured by the over-fitted loss
+    :func:`~mixexp.theory.losses.gaussian_gating_d2` of the case's Type.
+
+    Parameters
+    ----------
+    settings : dict
+        ``n_grid``, ``n_replicates``, ``max_iter``, ``tol`` (see :data:`GAUSSIAN_SETTINGS`).
+    cases : sequence of (int, str, int), default=GAUSSIAN_CASES
+    n_jobs : int, default=None
+    random_state : int, default=0
+        Case ``i`` uses ``random_state + i``.
+    progress : bool, default=True
+    checkpoint_dir : str or Path, default=None
+        Where to keep one checkpoint CSV per case (none when None).
+
+    Returns
+    -------
+    dict of tuple to table
+    """
+    tables = {}
+    for i, (d, setting, K) in enumerate(cases):
+        checkpoint = None
+        if checkpoint_dir is not None:
+            checkpoint = Path(checkpoint_dir) / f"gaussian_d{d}_type{setting}_K{K}.csv"
+        tables[(d, setting, K)] = rate_experiment(
+            aistats2024_model(d, setting),
+            K,
+            settings["n_grid"],
+            settings["n_replicates"],
+            init="near_truth",
+            max_iter=settings["max_iter"],
+            tol=settings["tol"],
+            n_jobs=n_jobs,
+            random_state=random_state + i,
+            progress=progress,
+            checkpoint=checkpoint,
+        )
+    return tables
+
+
+def gaussian_rate_summary(tables, statistic="mean", n_boot=2000, target=GAUSSIAN_TARGET):
+    """Fitted slopes of the over-fitted loss beside the paper's, one row per case.
+
+    Parameters
+    ----------
+    tables : dict of tuple to table
+        From :func:`gaussian_rate_tables`.
+    statistic : {"mean", "median"}, default="mean"
+        The paper's figures fit the mean over replicates.
+    n_boot : int, default=2000
+    target : tuple of float, default=GAUSSIAN_TARGET
+
+    Returns
+    -------
+    table : DataFrame or dict of ndarray
+        ``n_features``, ``setting``, ``n_experts``, ``claim``, ``paper_low``,
+        ``paper_high``, ``slope``, ``ci_low``, ``ci_high``, ``within_target``,
+        ``claim_in_ci``, ``n_min``, ``n_max``, ``n_points``, ``replicates``,
+        ``converged`` (fraction of the fits that met ``tol``), ``statistic``.
+    """
+    rows = []
+    for (d, setting, K), table in tables.items():
+        fit = fit_rate(table, "loss", statistic=statistic, n_boot=n_boot)
+        rows.append(
+            {
+                "n_features": d,
+                "setting": setting,
+                "n_experts": K,
+                "claim": GAUSSIAN_CLAIM,
+                "paper_low": GAUSSIAN_PAPER_SLOPES[0],
+                "paper_high": GAUSSIAN_PAPER_SLOPES[1],
+                "slope": fit.slope,
+                "ci_low": fit.ci_low,
+                "ci_high": fit.ci_high,
+                "within_target": bool(target[0] <= fit.slope <= target[1]),
+                "claim_in_ci": fit.contains(GAUSSIAN_CLAIM),
+                "n_min": fit.n_min,
+                "n_max": fit.n_max,
+                "n_points": fit.n_points,
+                "replicates": fit.n_replicates,
+                "converged": float(np.mean(as_columns(table)["converged"])),
+                "statistic": statistic,
+            }
+        )
+    columns = [
+        "n_features",
+        "setting",
+        "n_experts",
+        "claim",
+        "paper_low",
+        "paper_high",
+        "slope",
+        "ci_low",
+        "ci_high",
+        "within_target",
+        "claim_in_ci",
+        "n_min",
+        "n_max",
+        "n_points",
+        "replicates",
+        "converged",
+        "statistic",
+    ]
+    return rows_to_table(rows, columns)
+
+
+def format_gaussian_summary(summary, target=GAUSSIAN_TARGET):
+    """The Gaussian-gating slope table as aligned text."""
+    cols = as_columns(summary)
+    lines = [
+        f"{'d':>2} {'type':<5}{'K':>2}  {'paper':<17}{'ours':>7}  {'95% CI':<18}"
+        f"{f'in [{target[0]:+.2f}, {target[1]:+.2f}]':<18}{'conv':>5}  n range"
+    ]
+    for i in range(len(cols["slope"])):
+        lines.append(
+            f"{int(cols['n_features'][i]):>2} {cols['setting'][i]:<5}{int(cols['n_experts'][i]):>2}  "
+            f"[{cols['paper_low'][i]:+.3f}, {cols['paper_high'][i]:+.3f}]"
+            f"{cols['slope'][i]:>7.3f}  [{cols['ci_low'][i]:+.3f}, {cols['ci_high'][i]:+.3f}]  "
+            f"{'yes' if cols['within_target'][i] else 'no':<18}{cols['converged'][i]:>5.2f}  "
+            f"{cols['n_min'][i]:g}-{cols['n_max'][i]:g} x {int(cols['replicates'][i])}"
+        )
+    return "\n".join(lines)
+
+
+def plot_gaussian_rates(tables, path=None, statistic="mean"):
+    """Log-log curves of the over-fitted loss for each case, with fitted slopes.
+
+    One panel per ``(n_features, setting)``, one curve per number of fitted
+    experts: the per-n ``statistic`` of the loss, its 25-75% band and the fitted
+    power law.
+
+    Parameters
+    ----------
+    tables : dict of tuple to table
+    path : str or Path, default=None
+        Save the figure there when given.
+    statistic : {"mean", "median"}, default="mean"
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    from matplotlib.ticker import NullFormatter
+
+    panels = sorted({(d, setting) for d, setting, _ in tables})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True)
+    for ax, (d, setting) in zip(axes[0], panels, strict=True):
+        for key in sorted(k for k in tables if k[:2] == (d, setting)):
+            summary = as_columns(summarize_by_n(tables[key], "loss", statistic=statistic))
+            n, center = summary["n"], summary["center"]
+            fit = fit_rate(tables[key], "loss", statistic=statistic, n_boot=200)
+            (line,) = ax.loglog(n, center, "o", ms=4, label=f"K = {key[2]} ({fit.slope:+.3f})")
+            ax.fill_between(n, summary["q25"], summary["q75"], color=line.get_color(), alpha=0.15)
+            ax.loglog(n, fit.predict(n), "-", color=line.get_color(), lw=1)
+        ref = np.array([n[0], n[-1]], dtype=float)
+        ax.loglog(ref, center[0] * (ref / ref[0]) ** -0.5, "k:", lw=1, label="$n^{-1/2}$")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"d = {d}, Type {setting}")
+        ax.set_xlabel("n")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(f"Voronoi loss ({statistic} over replicates)")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+@register_experiment(
+    "gaussian_gating_rates",
+    "Nguyen, Nguyen, Nguyen & Ho (AISTATS 2024): Voronoi-loss rates, Gaussian gate, d = 1, 2, Type I/II, "
+    "K = 4, 5",
+)
+def _gaussian_gating_rates(quick, n_jobs, out, progress, random_state):
+    settings = GAUSSIAN_SETTINGS["quick" if quick else "full"]
+    tables = gaussian_rate_tables(
+        settings,
+        GAUSSIAN_CASES,
+        n_jobs=n_jobs,
+        random_state=random_state,
+        progress=progress,
+        checkpoint_dir=out / "checkpoints",
+    )
+    rows = []
+    for (d, setting, _), table in tables.items():
+        cols = as_columns(table)
+        rows.extend(
+            {"n_features": d, "setting": setting, **{k: cols[k][i] for k in cols}}
+            for i in range(len(cols["n"]))
+        )
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    csv_path = out / "gaussian_gating_rates.csv"
+    write_rows(csv_path, rows, columns)
+    summary = gaussian_rate_summary(tables)
+    cols = as_columns(summary)
+    summary_path = out / "gaussian_gating_rates_slopes.csv"
+    write_rows(summary_path, [{k: cols[k][i] for k in cols} for i in range(len(cols["slope"]))], list(cols))
+    png_path = out / "gaussian_gating_rates.png"
+    _pyplot().close(plot_gaussian_rates(tables, png_path))
+    text = format_gaussian_summary(summary)
+    print(text)
+    return {"csv": csv_path, "png": png_path, "slopes": summary_path, "summary": text}

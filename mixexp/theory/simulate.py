@@ -34,6 +34,18 @@ X_DISTRIBUTIONS = ("uniform", "normal", "grid")
 #: ``experiment.py`` of ``Trung-TinNGUYEN/CRPE-SGaME``).
 PAPER_PERTURBATION = {"gate": (0.005, 0.083), "expert": (0.05, 0.083), "variance": (0.005, 0.25)}
 
+#: Perturbation of :meth:`GaussianGatedMoE.near_truth`, ``part -> (c, e)`` as in
+#: :data:`PAPER_PERTURBATION`: the values of ``init_params_GLLiM`` in
+#: ``experiment.py`` of ``Trung-TinNGUYEN/CRPE-GMoE`` (Nguyen, Nguyen, Nguyen &
+#: Ho, AISTATS 2024). The covariance and variance noise is added in absolute
+#: value to the diagonal.
+PAPER_PERTURBATION_GAUSSIAN = {
+    "gate_mean": (0.005, 0.083),
+    "gate_covariance": (0.0005, 0.25),
+    "expert": (0.005, 0.083),
+    "variance": (0.0005, 0.25),
+}
+
 
 def _as_2d(coef, name):
     coef = np.array(coef, dtype=float)
@@ -464,12 +476,13 @@ def _split(K, K0, split, rng):
     raise ValueError(f"split must be 'random' or 'balanced'; got {split!r}.")
 
 
-def _check_estimator(estimator, fitted):
+def _check_estimator(estimator, fitted, gate="softmax"):
+    wanted = gate
     gate = getattr(estimator, "gate", None)
     expert = getattr(estimator, "expert", None)
-    if gate != "softmax" or expert != "gaussian":
+    if gate != wanted or expert != "gaussian":
         raise ValueError(
-            "needs a MixtureOfExpertsRegressor with gate='softmax' and expert='gaussian'; "
+            f"needs a MixtureOfExpertsRegressor with gate={wanted!r} and expert='gaussian'; "
             f"got gate={gate!r}, expert={expert!r}."
         )
     if estimator.gate_features is not None or estimator.expert_features is not None:
@@ -649,6 +662,161 @@ class GaussianGatedMoE(_ConditionalMoE):
         y = mean + np.sqrt(self.noise_variance[labels]) * rng.standard_normal(n_samples)
         return (X, y, labels) if return_labels else (X, y)
 
+    def log_marginal_x(self, X):
+        """Log-density of the covariates, ``log sum_k pi_k N(x_i; mu_k, Sigma_k)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return logsumexp(self._log_gate_numerators(X), axis=1)
+
+    # -- estimators ----------------------------------------------------------------
+    @classmethod
+    def from_estimator(cls, estimator):
+        """The model of a fitted Gaussian-gated Gaussian regressor.
+
+        Parameters
+        ----------
+        estimator : MixtureOfExpertsRegressor
+            Fitted, with ``gate="gaussian"``, ``expert="gaussian"``,
+            ``fit_intercept=True`` and every column of X feeding both parts.
+            Diagonal and spherical gate covariances become diagonal matrices.
+
+        Returns
+        -------
+        GaussianGatedMoE
+        """
+        _check_estimator(estimator, fitted=True, gate="gaussian")
+        cov = np.asarray(estimator.gate_covariances_, dtype=float)
+        if cov.ndim == 2:  # "diag" or "spherical": variances per column
+            cov = np.stack([np.diag(row) for row in cov])
+        return cls(
+            estimator.gate_weights_,
+            estimator.gate_means_,
+            cov,
+            estimator.expert_coef_,
+            estimator.noise_variance_,
+        )
+
+    def to_estimator(self, X, y, **params):
+        """A :class:`~mixexp.MixtureOfExpertsRegressor` (``gate="gaussian"``) set at this model.
+
+        As :meth:`SoftmaxGatedMoE.to_estimator`: the estimator is fitted to
+        ``(X, y)`` for its data scaling (one EM step from this model's
+        responsibilities), then its parameters are replaced by this model's,
+        with ``n_iter_ = 0``, ``converged_ = False`` and ``lower_bound_`` the
+        mean joint log-likelihood of ``(x, y)`` at these parameters (minus the
+        experts' penalty), the objective EM maximises with this gate. Refitting
+        with ``warm_start=True`` runs EM from exactly these parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        **params
+            Estimator parameters (``n_experts`` is this model's and ``gate`` is
+            ``"gaussian"``; ``gate_covariance_type`` must be ``"full"``, the
+            default here).
+
+        Returns
+        -------
+        MixtureOfExpertsRegressor
+        """
+        from .._estimators import MixtureOfExpertsRegressor
+
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y, dtype=float)
+        params = {"gate_covariance_type": "full", **params, "gate": "gaussian"}
+        if params["gate_covariance_type"] != "full":
+            raise ValueError(
+                "to_estimator needs gate_covariance_type='full' (the model's covariances are full); "
+                f"got {params['gate_covariance_type']!r}."
+            )
+        est = MixtureOfExpertsRegressor(self.n_experts, **params)
+        _check_estimator(est, fitted=False, gate="gaussian")
+        saved = {k: getattr(est, k) for k in ("init", "max_iter", "warm_start", "n_init")}
+        est.set_params(init=self.responsibilities(X, y), max_iter=1, warm_start=False, n_init=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+        est.gate_.set_raw_params(
+            {"weights": self.weights, "means": self.means, "covariances": self.covariances}, est._scaling
+        )
+        est.experts_.set_raw_params(
+            {"coef": self.expert_coef, "var": self.noise_variance}, est._scaling, True
+        )
+        total = (est.score_samples(X, y) + self.log_marginal_x(X)).sum()
+        lower_bound = (total - est.gate_.penalty_value() - est.experts_.penalty_value()) / X.shape[0]
+        est.n_iter_ = 0
+        est.converged_ = False
+        est.lower_bound_ = float(lower_bound)
+        est.lower_bounds_ = np.array([lower_bound])
+        est.set_params(**saved)
+        return est
+
+    # -- starts near the truth -------------------------------------------------------
+    def near_truth(self, n_experts, n_samples, *, split="random", perturbation=None, random_state=None):
+        """A perturbed copy of the truth with ``n_experts`` atoms: an EM start.
+
+        The start of ``init_params_GLLiM`` in ``experiment.py`` of
+        ``Trung-TinNGUYEN/CRPE-GMoE`` (Nguyen, Nguyen, Nguyen & Ho, AISTATS
+        2024): each fitted atom is given a true atom (every true atom covered);
+        the ``m`` copies of a true atom share its weight equally (``pi_j /
+        m``, unperturbed) and get its parameters plus Gaussian noise of
+        standard deviation ``c * n_samples**-e`` for the ``(c, e)`` of each
+        part in ``perturbation``: the gate means and the expert coefficients
+        ``[b, a]`` coordinate by coordinate, the absolute value of the noise
+        on the diagonal of the gate covariances and on the noise variances.
+
+        Parameters
+        ----------
+        n_experts : int
+            Number of atoms of the start, at least ``self.n_experts``.
+        n_samples : int
+            Sample size n, which sets the noise level.
+        split : {"random", "balanced"}, default="random"
+            As in :meth:`SoftmaxGatedMoE.near_truth` (``"random"`` is the
+            reference's partition).
+        perturbation : dict, default=None
+            ``{"gate_mean": (c, e), "gate_covariance": (c, e), "expert": (c,
+            e), "variance": (c, e)}``; missing parts take
+            :data:`PAPER_PERTURBATION_GAUSSIAN`'s values.
+        random_state : int, RandomState instance or None, default=None
+
+        Returns
+        -------
+        start : GaussianGatedMoE
+            With ``n_experts`` atoms.
+        assignment : ndarray of shape (n_experts,)
+            The true atom each atom of ``start`` was made from.
+        """
+        rng = check_random_state(random_state)
+        K, K0 = int(n_experts), self.n_experts
+        if K < K0:
+            raise ValueError(f"n_experts={K} must be at least the true number of experts {K0}.")
+        pert = {**PAPER_PERTURBATION_GAUSSIAN, **(perturbation or {})}
+        unknown = set(pert) - set(PAPER_PERTURBATION_GAUSSIAN)
+        if unknown:
+            raise ValueError(
+                f"unknown perturbation parts {sorted(unknown)}; use {sorted(PAPER_PERTURBATION_GAUSSIAN)}."
+            )
+        assignment = _split(K, K0, split, rng)
+        sd = {part: c * float(n_samples) ** (-e) for part, (c, e) in pert.items()}
+        sizes = np.bincount(assignment, minlength=K0)
+        d = self.n_features
+        weights = self.weights[assignment] / sizes[assignment]
+        means = self.means[assignment] + sd["gate_mean"] * rng.standard_normal((K, d))
+        cov = self.covariances[assignment].copy()
+        cov[:, np.arange(d), np.arange(d)] += np.abs(sd["gate_covariance"] * rng.standard_normal((K, d)))
+        expert = self.expert_coef[assignment] + sd["expert"] * rng.standard_normal((K, 1 + d))
+        var = self.noise_variance[assignment] + np.abs(sd["variance"] * rng.standard_normal(K))
+        return type(self)(weights, means, cov, expert, var), assignment
+
     def get_params(self):
         """The parameters as a dict of arrays (copies)."""
         return {
@@ -688,3 +856,55 @@ def neurips2023_model(x_distribution="uniform"):
         x_distribution=x_distribution,
         x_range=(0.0, 1.0),
     )
+
+
+#: The four true models of Nguyen, Nguyen, Nguyen & Ho (AISTATS 2024), keyed by
+#: ``(n_features, setting)``: the ``model`` number 1-4 of ``models.py`` in
+#: ``Trung-TinNGUYEN/CRPE-GMoE``.
+AISTATS2024_MODELS = {(1, "I"): 1, (1, "II"): 2, (2, "I"): 3, (2, "II"): 4}
+
+
+def aistats2024_model(n_features=1, setting="I"):
+    """A simulation model of Nguyen, Nguyen, Nguyen & Ho (AISTATS 2024).
+
+    Three components, ``pi* = (0.3, 0.4, 0.3)``, the GLLiM parameters of
+    ``models.py`` in ``Trung-TinNGUYEN/CRPE-GMoE`` (derived there from the
+    joint Gaussian mixture of Ho & Nguyen, 2016): gate means ``c* = (-0.1,
+    0.1, 0.5)`` (Type I) or ``(0, 0.1, 0.5)`` (Type II: the first mean is
+    zero), repeated on both coordinates when ``n_features=2``; gate
+    covariances ``Gamma* = (0.042824, 0.0175, 0.01)`` (times the identity for
+    d = 2); expert slopes ``A*_k = s_k / Gamma*_k`` with ``s = (0.017324,
+    -0.0125, 0)`` (on every coordinate); intercepts ``b*_k = t_k - A*_k
+    c*_k`` with ``t = (0.3, -0.4, 0.2)`` (the first coordinate of ``c*``;
+    for the third component ``A* = 0`` and ``b* = 0.2``); noise variances
+    ``nu* = (0.0081759 - A*_1 u 0.017324, 0.0175 + 0.0125^2 / 0.0175,
+    0.0175)`` with ``u = -0.1`` (Type I) or ``u = 1`` (Type II), exactly as
+    written in that file.
+
+    Parameters
+    ----------
+    n_features : {1, 2}, default=1
+    setting : {"I", "II"}, default="I"
+
+    Returns
+    -------
+    GaussianGatedMoE
+    """
+    key = (int(n_features), str(setting))
+    if key not in AISTATS2024_MODELS:
+        raise ValueError(
+            f"(n_features, setting) must be one of {sorted(AISTATS2024_MODELS)}; "
+            f"got {(n_features, setting)!r}."
+        )
+    d, type_ii = key[0], key[1] == "II"
+    gamma = np.array([0.042824, 0.0175, 0.01])
+    slope = np.array([0.017324, -0.0125, 0.0]) / gamma
+    c1 = np.array([0.0 if type_ii else -0.1, 0.1, 0.5])
+    # models.py writes b* with the first coordinate of c* only (and 0 * ... for the third)
+    intercept = np.array([0.3, -0.4, 0.2]) - slope * np.array([c1[0], c1[1], 0.0])
+    u = 1.0 if type_ii else -0.1
+    nu = np.array([0.0081759 - slope[0] * u * 0.017324, 0.0175 + 0.0125**2 / 0.0175, 0.0175])
+    means = np.repeat(c1[:, None], d, axis=1)
+    covariances = gamma[:, None, None] * np.eye(d)
+    expert = np.column_stack([intercept, np.repeat(slope[:, None], d, axis=1)])
+    return GaussianGatedMoE([0.3, 0.4, 0.3], means, covariances, expert, nu)

@@ -1,0 +1,589 @@
+"""Top-K sparse softmax gate: the softmax over each row's ``top_k`` largest logits.
+
+``g_k(x) = exp(w_k . x) / sum_{j in A(x)} exp(w_j . x)`` for ``k`` in the
+active set ``A(x)``, the ``top_k`` experts with the largest logits, and 0 (log
+weight ``-inf``) for the others (Shazeer et al. 2017; Nguyen, Akbarian, Yan &
+Ho, ICLR 2024). Ties at the ``top_k``-th logit go to the lower expert index,
+as in :class:`mixexp.theory.TopKSoftmaxMoE`.
+"""
+
+import copy
+
+import numpy as np
+
+from .._kernels import e_step, softmax_gate_stats
+from ._softmax import _MAX_HALVINGS, GateEval, SoftmaxGate, slope_penalty
+
+
+def check_top_k(top_k, n_experts):
+    """Validate ``top_k`` against ``n_experts``; return it as an int.
+
+    Raises
+    ------
+    TypeError
+        If ``top_k`` is not an integer (bools are refused).
+    ValueError
+        If ``top_k`` is not in ``[1, n_experts]``.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+        raise TypeError(f"top_k must be an integer or None; got {top_k!r}.")
+    if not 1 <= top_k <= n_experts:
+        raise ValueError(
+            f"top_k must be between 1 and n_experts={n_experts} (the number of experts active "
+            f"at each x); got top_k={top_k}."
+        )
+    return int(top_k)
+
+
+def active_experts(logits, top_k):
+    """Indices of the ``top_k`` largest logits of each column, largest first.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (K, n)
+    top_k : int
+
+    Returns
+    -------
+    ndarray of int of shape (top_k, n)
+        ``out[j, i]`` is the expert with the ``j``-th largest logit in column
+        ``i``; equal logits are ordered by expert index (a stable sort), so a
+        tie at the ``top_k``-th place selects the lower index.
+    """
+    if top_k == 1:
+        return np.argmax(logits, axis=0)[None, :]  # the first maximum: the lower index
+    order = np.argsort(-logits.T, axis=1, kind="stable")
+    return np.ascontiguousarray(order[:, :top_k].T)
+
+
+def topk_log_softmax(logits, top_k):
+    """Log-softmax restricted to each column's ``top_k`` largest logits.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (K, n)
+    top_k : int
+
+    Returns
+    -------
+    log_gate : ndarray of shape (K, n)
+        ``-inf`` outside the active sets.
+    gate_prob : ndarray of shape (K, n)
+        ``exp(log_gate)``: exactly 0 outside the active sets, each column
+        summing to one.
+    active : ndarray of int of shape (top_k, n)
+        As :func:`active_experts`.
+    """
+    K, n = logits.shape
+    active = active_experts(logits, top_k)
+    if top_k == K:
+        masked = logits
+    else:
+        masked = np.full((K, n), -np.inf)
+        cols = np.arange(n)
+        masked[active, cols] = logits[active, cols]
+    mx = logits[active[0], np.arange(n)]  # the largest logit of each column
+    log_gate = masked - mx
+    prob = np.exp(log_gate)
+    total = prob.sum(axis=0)
+    log_gate -= np.log(total)
+    prob /= total
+    return log_gate, prob, active
+
+
+def gate_objective(resp, log_gate, sample_weight):
+    """``sum_i w_i sum_k r_ki log g_ki``; terms with ``r_ki = 0`` are 0 even where ``log g_ki = -inf``."""
+    terms = resp * np.where(resp > 0, log_gate, 0.0)
+    return float(terms.sum(axis=0) @ sample_weight)
+
+
+# expert families whose mean depends on ``coef`` only, so one expert's mean can be
+# evaluated alone (see selected_expert_means)
+def _coef_only_means():
+    from ..experts._gaussian import GaussianExperts
+    from ..experts._glm import _LogLinkExperts
+    from ..experts._student_t import StudentTExperts
+
+    return {GaussianExperts.mean, StudentTExperts.mean, _LogLinkExperts.mean}
+
+
+def selected_expert_means(experts, XT, active):
+    """Means of the selected experts only: ``out[j, i]`` = mean of expert ``active[j, i]`` at row i.
+
+    For the built-in regression families (whose mean depends on ``coef``
+    only) each expert's mean is evaluated on the rows that select it and
+    nowhere else, so a prediction costs O(top_k n p) instead of O(K n p),
+    and an expert far outside its region (whose mean there may overflow) is
+    never evaluated. Other families' :meth:`mean` is evaluated on every row
+    and only the selected entries are kept.
+
+    Parameters
+    ----------
+    experts : ExpertFamily
+    XT : ndarray of shape (p, n)
+        Expert design.
+    active : ndarray of int of shape (top_k, n)
+
+    Returns
+    -------
+    ndarray of shape (top_k, n)
+    """
+    n = XT.shape[1]
+    if type(experts).mean not in _coef_only_means():
+        return experts.mean(XT)[active, np.arange(n)]
+    out = np.empty(active.shape)
+    one = copy.copy(experts)
+    one.n_experts = 1
+    for k in range(experts.n_experts):
+        slot, rows = np.nonzero(active == k)
+        if rows.size:
+            one.coef = experts.coef[k : k + 1]
+            out[slot, rows] = one.mean(XT[:, rows])[0]
+    return out
+
+
+class TopKSoftmaxGate(SoftmaxGate):
+    """Top-K sparse softmax gate.
+
+    ``g_k(x) = exp(x . w_k) / sum_{j in A(x)} exp(x . w_j)`` for ``k`` in
+    ``A(x)``, the ``top_k`` experts with the largest logits ``x . w_j``, and
+    ``g_k(x) = 0`` (log-weight ``-inf``) otherwise. Selection and weights are
+    unchanged by a common shift of the ``w_k``, so expert 0 is the reference
+    with its row of ``coef`` fixed at zero, as in :class:`SoftmaxGate`. Ties
+    at the ``top_k``-th logit select the lower expert index (a stable sort of
+    the logits), so the gate is a deterministic function of ``x``.
+
+    Fitting (see :doc:`/user_guide/sparse_gating`). :meth:`m_step` is a
+    generalised EM step on ``Q(W) = sum_i w_i sum_k r_ik log g_k(x_i) -
+    penalty / 2 * ||slopes||^2``: the Newton direction of ``Q`` with each
+    row's active set held fixed (a multinomial logistic likelihood over the
+    active experts: gradient ``sum_i w_i (r_ik - g_ik) x_i`` and Hessian
+    blocks ``sum_i w_i g_ik (delta_km - g_im) x_i x_i^T`` with ``g`` zero
+    outside the active sets), then step halving until the *true* ``Q``,
+    recomputed with the active sets of the new coefficients, does not
+    decrease. E-step responsibilities are zero outside the active sets, so
+    ``Q`` is finite at the start, and a step that drops an expert with
+    ``r_ik > 0`` from row i's active set makes ``Q = -inf`` and is halved.
+    Such a step therefore never moves an active set's boundary across a row
+    with a positive responsibility, which with soft responsibilities is every
+    row: the boundaries stay where they started. So in the EM loop of the
+    estimators (for the built-in expert kinds, through ``_topk_pass``)
+    the gate step is :meth:`ascent_step` instead, which adds a boundary move
+    and checks every step on the observed log-likelihood itself, and each
+    start is first pre-fitted as a dense softmax MoE (``dense_start``).
+    Both never decrease the observed penalised log-likelihood after the
+    pre-fit.
+
+    Parameters
+    ----------
+    n_experts : int
+        Number of experts K.
+    top_k : int
+        Experts active at each x, ``1 <= top_k <= n_experts``. With
+        ``top_k = n_experts`` it is the dense softmax gate.
+    penalty : float, default=0.0
+        L2 penalty on the non-intercept gate coefficients, as in
+        :class:`SoftmaxGate`.
+    newton_steps : int, default=1
+        Newton steps per EM iteration.
+
+    Attributes
+    ----------
+    coef : ndarray of shape (n_experts, n_design_features)
+        Gate coefficients, intercept in column 0, row 0 zero.
+
+    Notes
+    -----
+    The gate is piecewise smooth in ``coef``: where active sets change, the
+    likelihood jumps (the weight of the leaving expert passes to the entering
+    one). :meth:`flat_grad` is the gradient with the active sets fixed, which
+    is the gradient almost everywhere (everywhere off the boundaries, where
+    two logits tie at the ``top_k``-th place).
+
+    References
+    ----------
+    .. [1] Nguyen, H., Akbarian, P., Yan, F. and Ho, N. (2024). Statistical
+       perspective of top-K sparse softmax gating mixture of experts. ICLR.
+    .. [2] Shazeer, N. et al. (2017). Outrageously large neural networks: the
+       sparsely-gated mixture-of-experts layer. ICLR.
+    """
+
+    kind = "softmax_topk"
+
+    def __init__(self, n_experts, top_k, penalty=0.0, newton_steps=1):
+        super().__init__(n_experts, penalty=penalty, newton_steps=newton_steps)
+        self.top_k = check_top_k(top_k, n_experts)
+
+    def em_pass(self, experts, data, resp_prev, out):
+        """The EM loop's pass for this gate (see :func:`_topk_pass`)."""
+        return _topk_pass(self, experts, data, resp_prev, out)
+
+    def initialize(self, XT, resp, sample_weight, max_steps=1):
+        """Start from the dense softmax gate fitted to the responsibilities.
+
+        Starting responsibilities (k-means, random) give weight to experts
+        outside the active sets of any one gate, where the top-K objective is
+        ``-inf``; the dense gate's Newton step from zero (as
+        :meth:`SoftmaxGate.initialize`) gives the starting coefficients, and
+        the first E-step then uses the top-K selection. In the EM loop the
+        first pass (``_topk_pass``) then runs EM for the *dense* softmax
+        gate with the same experts from there (at most
+        ``DENSE_START_MAX_ITER`` iterations) and starts the top-K fit from its
+        coefficients.
+        """
+        dense = SoftmaxGate(self.n_experts, penalty=self.penalty, newton_steps=self.newton_steps)
+        dense.initialize(XT, resp, sample_weight, max_steps=max_steps)
+        self.coef = dense.coef
+        self._pending = None
+        self._dense_start = True  # the first EM pass runs the dense pre-fit (_topk_pass)
+        return self.evaluate(XT)
+
+    def evaluate(self, XT):
+        """Log-weights (``-inf`` outside the active sets) and weights, as a :class:`GateEval`."""
+        log, prob, _ = topk_log_softmax(self.coef @ XT, self.top_k)
+        return GateEval(log, prob)
+
+    def active_experts(self, XT):
+        """The active experts of each row, (top_k, n), largest logit first (see :func:`active_experts`)."""
+        return active_experts(self.coef @ XT, self.top_k)
+
+    def objective(self, XT, resp, sample_weight, coef=None):
+        """The penalised gate objective ``Q`` at ``coef`` (default: the current coefficients)."""
+        coef = self.coef if coef is None else coef
+        log, _, _ = topk_log_softmax(coef @ XT, self.top_k)
+        return gate_objective(resp, log, sample_weight) - slope_penalty(coef, self.penalty)
+
+    def m_step(self, XT, resp, sample_weight, current=None, stats=None, max_steps=None):
+        """Generalised EM step: Newton direction with active sets fixed, then step halving.
+
+        Parameters
+        ----------
+        XT : ndarray of shape (p, n)
+            Gate design, feature-major, constant first row.
+        resp : ndarray of shape (K, n)
+            Responsibilities (soft targets).
+        sample_weight : ndarray of shape (n,)
+        current : GateEval, optional
+            The gate evaluated at the current coefficients, if already known.
+        stats : tuple, optional
+            ``(objective, grad, hess)`` at the current coefficients with the
+            current active sets, if already known.
+        max_steps : int, optional
+            Newton steps to take (default ``newton_steps``).
+
+        Returns
+        -------
+        GateEval
+            The gate evaluated at the new coefficients. A step is kept only
+            if the penalised objective, with the new active sets, does not
+            decrease; when no step size ascends the coefficients are unchanged.
+        """
+        if current is None:
+            current = self.evaluate(XT)
+        if self.n_experts == 1:
+            return current
+        steps = self.newton_steps if max_steps is None else max_steps
+        for step in range(steps):
+            if stats is None or step > 0:
+                # the softmax kernel with g = 0 outside the active sets gives the
+                # gradient and Hessian of the fixed-active-set objective
+                stats = softmax_gate_stats(XT, current.log, current.prob, resp, sample_weight)
+            q, grad, hess = stats
+            if not np.isfinite(q):
+                # responsibilities outside the active sets (not from this gate's
+                # E-step): the dense softmax direction, still accepted only if Q rises
+                dense = SoftmaxGate.evaluate(self, XT)
+                q, grad, hess = softmax_gate_stats(XT, dense.log, dense.prob, resp, sample_weight)
+                q = -np.inf
+            new = self._newton_update(XT, resp, sample_weight, q, grad, hess)
+            if new is None:
+                break
+            current, gain = new
+            if np.isfinite(q) and gain <= 1e-12 * max(1.0, abs(q)):
+                break
+        return current
+
+    def _halving(self, XT, resp, sample_weight, delta, old_obj, first=1.0):
+        """Step halving along ``delta`` on the true top-K objective (active sets recomputed).
+
+        Returns ``(GateEval, gain)`` at the first step size whose objective is
+        finite and not below ``old_obj``, or None (coefficients unchanged).
+        """
+        t = first
+        for _ in range(_MAX_HALVINGS):
+            coef = self.coef.copy()
+            coef[1:] += t * delta
+            log, prob, _ = topk_log_softmax(coef @ XT, self.top_k)
+            new_obj = gate_objective(resp, log, sample_weight) - slope_penalty(coef, self.penalty)
+            if np.isfinite(new_obj) and new_obj >= old_obj:
+                self.coef = coef
+                return GateEval(log, prob), new_obj - old_obj
+            t *= 0.5
+        return None
+
+    def flat_grad(self, XT, resp, sample_weight, current=None):
+        """Gradient of ``sum_i w_i sum_k r_ki log g_k(x_i)`` with the active sets fixed.
+
+        Row k >= 1 is ``sum_i w_i (r_ki - g_k(x_i) s_i) x_i`` with ``g`` zero
+        outside the active sets and ``s_i = sum_k r_ki``: the gradient almost
+        everywhere (away from ties at the ``top_k``-th logit, where the
+        objective is discontinuous). No penalty.
+
+        Parameters
+        ----------
+        XT : ndarray of shape (p, n)
+        resp : ndarray of shape (K, n)
+        sample_weight : ndarray of shape (n,)
+        current : GateEval, optional
+            The gate evaluated on ``XT`` at the current coefficients, if known.
+
+        Returns
+        -------
+        ndarray of shape ((K - 1) * p,)
+        """
+        return super().flat_grad(XT, resp, sample_weight, current=current)
+
+    # -- the EM loop's gate step (see _topk_pass) -------------------------------------
+    def propose(self, stats):
+        """Mark a gate step as due; the next pass (``_topk_pass``) takes it.
+
+        The step needs the experts' log-densities at their new parameters,
+        which the pass computes anyway, so it is taken there, before the
+        E-step (:meth:`ascent_step`).
+        """
+        if self.n_experts > 1:
+            self._pending = "step"
+
+    def accept(self, q_new):
+        """Clear a pending step (the pass has already taken and checked it)."""
+        self._pending = None
+        return True
+
+    def ascent_step(self, XT, log_prob, sample_weight):
+        """One gate step that never decreases the observed penalised log-likelihood.
+
+        ``log_prob`` (K, n) are the experts' log-densities at their current
+        parameters. Directions are tried in turn, each with step halving
+        until ``L(W) = sum_i w_i log sum_{k in A_W(x_i)} g_k(x_i; W) f_ik -
+        penalty(W)`` (active sets recomputed at every trial) does not decrease
+        (each from where the previous left off):
+
+        1. the Newton direction of the gate objective with the active sets
+           fixed and the top-K posterior responsibilities (the generalised EM
+           step of :meth:`m_step`, here checked on ``L`` itself; at most
+           ``_MAX_HALVINGS`` halvings);
+        2. then directions that move the boundaries of the active sets: to
+           the dense softmax gate refitted to the dense posterior
+           (``_refit_direction``; at most ``_MAX_BOUNDARY_HALVINGS``
+           halvings), then the row-swap directions of ``_swap_directions``
+           (first step 4, at most ``_MAX_BOUNDARY_HALVINGS`` halvings each).
+           Under the top-K posterior an expert outside a row's active set has
+           zero responsibility, so step 1 does not bring it in: bringing it in
+           changes ``L`` by a jump, which no gradient sees (with ``top_k = 1``
+           step 1 does nothing at all, every selected weight being 1).
+
+        Returns
+        -------
+        bool
+            Whether a step was accepted.
+        """
+        self._pending = None
+        if self.n_experts == 1:
+            return False
+        w = sample_weight
+        cur = self.evaluate(XT)
+        resp, _, total = e_step(cur.log, log_prob, w)
+        old = total - self.penalty_value()
+        stats = softmax_gate_stats(XT, cur.log, cur.prob, resp, w)
+        delta, _ = self._newton_direction(*stats)
+        accepted = self._likelihood_halving(XT, log_prob, w, delta, old, _MAX_HALVINGS)
+        moved = accepted is not None
+        old = accepted if moved else old
+        delta = self._refit_direction(XT, log_prob, w)
+        if delta is not None:
+            accepted = self._likelihood_halving(XT, log_prob, w, delta, old, _MAX_BOUNDARY_HALVINGS)
+            if accepted is not None:
+                moved, old = True, accepted
+        for delta in self._swap_directions(XT, log_prob, w):
+            first = _BOUNDARY_FIRST_STEP
+            accepted = self._likelihood_halving(XT, log_prob, w, delta, old, _MAX_BOUNDARY_HALVINGS, first)
+            if accepted is not None:
+                moved, old = True, accepted
+        return moved
+
+    def _refit_direction(self, XT, log_prob, w):
+        """Direction to the dense softmax gate refitted to the dense posterior.
+
+        ``r_ik ~ exp(l_ik) f_ik`` over all K experts (the posterior if every
+        expert were selected) says which experts explain each row; a dense
+        softmax gate fitted to it (``_REFIT_STEPS`` Newton steps from the
+        current coefficients) places the boundaries where the rows change
+        expert. Returns its coefficients minus the current ones.
+        """
+        dense = SoftmaxGate(self.n_experts, penalty=self.penalty)
+        dense.coef = self.coef.copy()
+        dense._pending = None
+        ev = dense.evaluate(XT)
+        resp, _, _ = e_step(ev.log, log_prob, w)
+        dense.m_step(XT, resp, w, current=ev, max_steps=_REFIT_STEPS)
+        delta = dense.coef[1:] - self.coef[1:]
+        return delta if np.any(delta) else None
+
+    def _swap_directions(self, XT, log_prob, w):
+        """Directions that move the active sets' boundaries where the data ask for it.
+
+        For each row, ``a`` is the last selected expert (the ``top_k``-th
+        largest logit) and ``d_i(j) = log p_swap(y_i | x_i) - log p(y_i |
+        x_i)`` the gain in log-density of selecting the unselected expert ``j``
+        instead of ``a``; ``b`` is the ``j`` of the largest gain when it is
+        positive, else the first unselected expert (the ``top_k + 1``-th
+        logit), whose loss then holds the boundary in place; ``d_i =
+        d_i(b)`` and ``m_i = l_a - l_b >= 0``. A direction lowers ``l_a - l_b`` where ``d_i > 0`` and raises
+        it where ``d_i < 0``, weighting rows by ``exp(-m_i / tau)`` (rows near
+        a boundary count most), ``tau`` the weighted median margin: row i adds
+        ``w_i d_i exp(-m_i / tau) x_i`` to expert b's coefficients and
+        subtracts it from a's. The first direction sums over all rows, then
+        one per pair ``{a, b}`` over that pair's rows only (one boundary at a
+        time, for when moving all at once does not ascend). Heuristic
+        directions (the likelihood is not differentiable across a boundary):
+        a step along one is kept only if it raises the likelihood. Each is
+        scaled so that a unit step moves no margin by more than ``tau``.
+
+        Returns
+        -------
+        list of ndarray of shape (K - 1, p)
+            Empty when no row gains from a swap.
+        """
+        K, k = self.n_experts, self.top_k
+        logits = self.coef @ XT
+        n = logits.shape[1]
+        order = active_experts(logits, k + 1)
+        cols = np.arange(n)
+        a = order[k - 1]
+        current = order[:k]
+
+        def log_density(sets):
+            lg = logits[sets, cols]
+            joint = lg + log_prob[sets, cols]
+            mx_j, mx_g = joint.max(axis=0), lg.max(axis=0)
+            return (mx_j + np.log(np.exp(joint - mx_j).sum(axis=0))) - (
+                mx_g + np.log(np.exp(lg - mx_g).sum(axis=0))
+            )
+
+        # the gain of each unselected expert j replacing a; b: the best one where some
+        # gains, else the first unselected one (its loss holds the boundary in place)
+        base = log_density(current)
+        gains = np.full((K, n), -np.inf)
+        selected = np.zeros((K, n), dtype=bool)
+        selected[current, cols] = True
+        swapped = current.copy()
+        for j in range(K):
+            swapped[k - 1] = j
+            with np.errstate(invalid="ignore"):
+                gains[j] = np.where(selected[j], -np.inf, log_density(swapped) - base)
+        best = np.argmax(gains, axis=0)
+        b = np.where(gains[best, cols] > 0, best, order[k])
+        # an expert that cannot produce y_i (log-density -inf) gives -inf: clipped
+        gain = np.clip(np.nan_to_num(gains[b, cols], nan=0.0), -50.0, 50.0)
+        margin = logits[a, cols] - logits[b, cols]
+        tau = _weighted_median(margin, w)
+        if not tau > 0:
+            tau = 1.0
+        c = w * gain * np.exp(-margin / tau)
+        positive = w > 0
+
+        def direction(rows):
+            D = np.zeros((K, XT.shape[0]))
+            np.add.at(D, b[rows], (c[rows] * XT[:, rows]).T)
+            np.add.at(D, a[rows], -(c[rows] * XT[:, rows]).T)
+            dm = np.abs(np.einsum("np,np->n", D[b] - D[a], XT.T))[positive]
+            scale = float(dm.max()) if dm.size else 0.0
+            return (D[1:] - D[0]) * (tau / scale) if scale > 0 else None
+
+        if not np.any(c):
+            return []
+        candidates = [direction(np.flatnonzero(c))]
+        pair = np.minimum(a, b) * K + np.maximum(a, b)
+        pairs = np.unique(pair[c != 0])
+        if pairs.size > 1:
+            candidates += [direction(np.flatnonzero((pair == q) & (c != 0))) for q in pairs]
+        return [d for d in candidates if d is not None]
+
+    def _likelihood_halving(self, XT, log_prob, sample_weight, delta, old, max_halvings, first=1.0):
+        """Halve ``delta`` until the observed penalised log-likelihood is >= ``old``.
+
+        Returns the accepted value (coefficients updated), or None.
+        """
+        t = first
+        for _ in range(max_halvings):
+            coef = self.coef.copy()
+            coef[1:] += t * delta
+            log, _, _ = topk_log_softmax(coef @ XT, self.top_k)
+            _, _, total = e_step(log, log_prob, sample_weight)
+            new = total - slope_penalty(coef, self.penalty)
+            if np.isfinite(new) and new >= old:
+                self.coef = coef
+                return new
+            t *= 0.5
+        return None
+
+
+def _weighted_median(values, weights):
+    """The smallest value whose cumulative weight (in sorted order) reaches half the total."""
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cum, 0.5 * cum[-1])])
+
+
+#: Newton steps of the dense refit in TopKSoftmaxGate._refit_direction
+_REFIT_STEPS = 10
+#: first step and halvings of the boundary direction in TopKSoftmaxGate.ascent_step
+_BOUNDARY_FIRST_STEP = 4.0
+_MAX_BOUNDARY_HALVINGS = 8
+#: the dense pre-fit of a start: at most this many EM iterations, to this tolerance
+DENSE_START_MAX_ITER = 200
+DENSE_START_TOL = 1e-6
+
+
+def dense_start(gate, experts, data):
+    """Pre-fit a start as a dense softmax MoE, then give its gate coefficients to ``gate``.
+
+    The top-K EM moves the boundaries between the experts' regions only
+    through the gate step's boundary direction, and with ``top_k = 1`` the
+    likelihood is piecewise constant in the gate; the dense softmax gate is
+    its smooth relaxation (the top-K gate with the same coefficients selects
+    the experts the dense gate weighs most), and its EM moves the regions
+    freely. ``experts`` are fitted in place; ``gate.coef`` is set.
+    """
+    from ..solvers._em import run_em
+
+    dense = SoftmaxGate(gate.n_experts, penalty=gate.penalty, newton_steps=gate.newton_steps)
+    dense.coef = gate.coef.copy()
+    dense._pending = None
+    run_em(dense, experts, data, DENSE_START_MAX_ITER, DENSE_START_TOL)
+    gate.coef = dense.coef.copy()
+    gate._pending = None
+
+
+def _topk_pass(gate, experts, data, resp_prev, out):
+    """EM pass for a top-K gate: the pending gate step, then the E-step.
+
+    The EM loop runs it for every expert family (a gate's ``em_pass``, see
+    :func:`mixexp.solvers.run_em`). The gate's step (:meth:`TopKSoftmaxGate.ascent_step`) is
+    taken here because it needs the experts' log-densities at their new
+    parameters, which the E-step computes anyway. Each EM iteration then
+    raises the observed penalised log-likelihood twice over: the experts'
+    M-step (a generalised EM step with the gate fixed) and the gate step
+    (checked on that likelihood itself).
+    """
+    from ..solvers._em import Pass
+
+    if getattr(gate, "_dense_start", False):
+        gate._dense_start = False
+        dense_start(gate, experts, data)
+    log_prob = experts.log_prob(data.XeT, data.y)
+    if gate.pending:
+        gate.ascent_step(data.XgT, log_prob, data.sample_weight)
+    gate_eval = gate.evaluate(data.XgT)
+    resp, ll_rows, total = e_step(gate_eval.log, log_prob, data.sample_weight, out=log_prob)
+    return Pass(resp, ll_rows, total, gate_eval)
