@@ -27,6 +27,7 @@ from ._threads import parallel_map, single_threaded_blas, single_threaded_openmp
 from ._validation import resolve_features
 from .exceptions import VanishingExpertWarning
 from .gates import GATES, TopKSoftmaxGate
+from .gates._hierarchical import tree_depth
 from .gates._topk import check_top_k
 from .solvers import (
     Design,
@@ -42,7 +43,7 @@ _INIT_METHODS = ("auto", "kmeans", "random", "random_subsets")
 #: init="auto": one k-means start and AUTO_N_INIT - 1 random-subsets starts,
 #: each screened for AUTO_INIT_MAX_ITER EM iterations (see docs/user_guide/starts.rst)
 AUTO_N_INIT = 12
-AUTO_INIT_MAX_ITER = 10
+AUTO_INIT_MAX_ITER = 8
 #: n_init="auto" with init="random" or "random_subsets"
 RANDOM_N_INIT = 10
 #: rounds of re-seeding of vanished experts
@@ -120,6 +121,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         "gate_penalty": [Interval(Real, 0, None, closed="left")],
         "gate_l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "gate_covariance_type": [StrOptions({"full", "diag", "spherical"})],
+        "gate_depth": [None, Interval(Integral, 1, None, closed="left")],
+        "gate_branching": [Interval(Integral, 2, None, closed="left")],
         "solver": [StrOptions({"em", "lbfgs", "adam", "sgd"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -155,6 +158,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         gate_penalty=1e-3,
         gate_l1_ratio=0.0,
         gate_covariance_type="full",
+        gate_depth=None,
+        gate_branching=2,
         solver="em",
         batch_size="auto",
         learning_rate=1e-2,
@@ -185,6 +190,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         self.gate_penalty = gate_penalty
         self.gate_l1_ratio = gate_l1_ratio
         self.gate_covariance_type = gate_covariance_type
+        self.gate_depth = gate_depth
+        self.gate_branching = gate_branching
         self.solver = solver
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -237,6 +244,18 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                 return TopKSoftmaxGate(self.n_experts, top_k, penalty=self.gate_penalty)
         if self.gate == "softmax":
             return GATES["softmax"](self.n_experts, penalty=self.gate_penalty, l1_ratio=self.gate_l1_ratio)
+        if self.gate == "hierarchical":
+            # a complete tree: n_experts = gate_branching**gate_depth (the depth is inferred when None)
+            depth = self.gate_depth
+            if depth is None:
+                depth = tree_depth(self.n_experts, self.gate_branching)
+            return GATES["hierarchical"](
+                self.n_experts,
+                depth,
+                self.gate_branching,
+                penalty=self.gate_penalty,
+                l1_ratio=self.gate_l1_ratio,
+            )
         return GATES[self.gate](self.n_experts, penalty=self.gate_penalty)
 
     def _warm_start_compatible(self, previous):
@@ -339,6 +358,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                 and type(self.gate_) is type(self._make_gate())
                 and getattr(self.gate_, "covariance_type", None)
                 == getattr(self._make_gate(), "covariance_type", None)
+                and getattr(self.gate_, "branching", None) == getattr(self._make_gate(), "branching", None)
                 and previous[2] == self.fit_intercept
                 and self._warm_start_compatible(previous)
             )
@@ -496,6 +516,9 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
             with single_threaded_openmp():
                 resp = kmeans_start(cluster_data, data.sample_weight, K, random_state)
         gate, experts = self._make_gate(), self._make_experts()
+        if strategy != "given" and callable(getattr(gate, "leaf_order", None)):
+            # a tree gate (HME) puts experts close in x under one node: reorder the start's experts
+            resp = resp[gate.leaf_order(data.XgT, resp, data.sample_weight)]
         experts.initialize(data.XeT, data.y, resp, data.sample_weight)
         gate.initialize(data.XgT, resp, data.sample_weight)
         return gate, experts
@@ -661,6 +684,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         if key not in raw:
             hint = (
                 "the Gaussian gate's parameters are gate_weights_, gate_means_ and gate_covariances_"
+                if key == "coef" and self.gate == "gaussian"
+                else "the hierarchical gate's node coefficients are in gate_tree_"
                 if key == "coef"
                 else "it is a parameter of gate='gaussian'"
             )
@@ -690,6 +715,26 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         standardised gate columns, so diagonal on the raw scale).
         """
         return self._gate_param("covariances", "gate_covariances_")
+
+    @property
+    def gate_tree_(self):
+        """The tree of a hierarchical gate (``gate="hierarchical"`` only), breadth first.
+
+        A list with one dict per internal node: ``"node"`` (its position; the
+        root is 0, the children of node v are v B + 1, ..., v B + B, and
+        position ``n_nodes + k`` is expert k), ``"depth"`` (the root's is 0),
+        ``"children"`` (the internal children's positions, or None for a node
+        just above the leaves), ``"experts"`` (the experts such a node gates,
+        else None), ``"leaves"`` (every expert below the node) and ``"coef"``,
+        the node's softmax coefficients on the raw gate features, (branching,
+        1 + n_gate_features), row 0 (its reference child) fixed at zero.
+        """
+        check_is_fitted(self)
+        if not callable(getattr(self.gate_, "tree", None)):
+            raise AttributeError(
+                f"gate_tree_ is an attribute of gate='hierarchical'; this estimator has gate={self.gate!r}."
+            )
+        return self.gate_.tree(self._scaling)
 
     def _check_init_responsibilities(self, n_samples):
         if isinstance(self.init, str):

@@ -71,7 +71,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         :class:`mixexp.experts.ExpertFamily` is called as
         ``expert(n_experts, reg_covar=reg_covar)``; a configured instance is
         copied for each fit.
-    gate : {"softmax", "constant", "gaussian"}, default="softmax"
+    gate : {"softmax", "constant", "gaussian", "hierarchical"}, default="softmax"
         ``"softmax"``: mixing weights depend on x through a multinomial
         logistic model. ``"constant"``: mixing proportions that do not depend
         on x, i.e. the finite mixture of regressions (mixtools' ``regmixEM``,
@@ -80,7 +80,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         (1995), ``g_k(x) = pi_k N(x; mu_k, Sigma_k) / sum_j pi_j N(x; mu_j,
         Sigma_j)`` on the gate features; the model is then one of the joint
         density of (x, y) and EM maximises the joint likelihood (see
-        ``lower_bound_`` and :doc:`/user_guide/gates`).
+        ``lower_bound_`` and :doc:`/user_guide/gates`). ``"hierarchical"``:
+        the hierarchical mixture of experts of Jordan & Jacobs (1994), a
+        complete tree of softmax gates with ``gate_branching`` children per
+        node whose ``n_experts = gate_branching**gate_depth`` leaves are the
+        experts (see ``gate_tree_``).
     top_k : int or None, default=None
         Top-K sparse gating (``gate="softmax"`` only): at each x only the
         ``top_k`` experts with the largest gate logits get weight, the
@@ -130,7 +134,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         iterations and only the best of them is run on to convergence. With
         more than 4000 rows the screening runs on a random subsample of 4000
         rows (then ``n_iter_`` and ``lower_bounds_`` describe the run on all
-        rows). None runs every start to convergence. ``"auto"``: 10 for
+        rows). None runs every start to convergence. ``"auto"``: 8 for
         ``init="auto"``, else None.
     reg_covar : float, default=1e-6
         Lower bound on each expert's noise variance, relative to the variance
@@ -172,6 +176,14 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         with ``gate="gaussian"``), on the standardised gate columns. Their
         eigenvalues (``"full"``) or variances are kept at least
         ``reg_covar``.
+    gate_depth : int or None, default=None
+        Depth of the tree of ``gate="hierarchical"`` (1 is the flat softmax
+        gate); ``None`` infers it from ``n_experts = gate_branching**depth``.
+        A ValueError when ``n_experts`` is not ``gate_branching**gate_depth``.
+        Ignored by the other gates.
+    gate_branching : int, default=2
+        Children per internal node of ``gate="hierarchical"`` (>= 2).
+        Ignored by the other gates.
     solver : {"em", "lbfgs", "adam", "sgd"}, default="em"
         How the likelihood is maximised. ``"em"``: the EM algorithm (each
         iteration an E-step and the parts' M-steps; the log-likelihood never
@@ -257,7 +269,14 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     gate_coef_ : ndarray of shape (n_experts, 1 + n_gate_features)
         Gate coefficients, intercept in column 0. Row 0 (the reference expert)
         is fixed at zero: the gate is identifiable only up to a common shift.
-        Not defined for ``gate="gaussian"``.
+        Not defined for ``gate="gaussian"`` or ``gate="hierarchical"`` (an
+        AttributeError; see ``gate_tree_``).
+    gate_tree_ : list of dict
+        The tree of ``gate="hierarchical"``, one dict per internal node
+        (breadth first) with its position, depth, children, the experts
+        below it and its softmax coefficients ``"coef"`` (branching, 1 +
+        n_gate_features) on the raw scale, row 0 fixed at zero. An
+        AttributeError for the other gates.
     gate_weights_ : ndarray of shape (n_experts,)
         Mixing proportions pi_k of the Gaussian gate (``gate="gaussian"``
         only).
@@ -281,7 +300,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     dispersion_ : ndarray of shape (n_experts,)
         Dispersion 1 / alpha_k of each expert, alpha_k its Gamma shape
         (``expert="gamma"`` only): Var[y | x, k] = dispersion_k mu_k(x)^2.
-    gate_ : SoftmaxGate, ConstantGate or GaussianGate
+    gate_ : SoftmaxGate, ConstantGate, GaussianGate or HierarchicalGate
         The fitted gate part (parameters on the standardised scale).
     experts_ : ExpertFamily
         The fitted expert part (parameters on the standardised scale).
@@ -386,6 +405,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         expert_penalty=0.0,
         expert_l1_ratio=0.0,
         gate_covariance_type="full",
+        gate_depth=None,
+        gate_branching=2,
         solver="em",
         batch_size="auto",
         learning_rate=1e-2,
@@ -421,6 +442,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             gate_penalty=gate_penalty,
             gate_l1_ratio=gate_l1_ratio,
             gate_covariance_type=gate_covariance_type,
+            gate_depth=gate_depth,
+            gate_branching=gate_branching,
             solver=solver,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -895,7 +918,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     ----------
     n_experts : int, default=2
         Number of experts K.
-    gate : {"softmax", "constant", "gaussian"}, default="softmax"
+    gate : {"softmax", "constant", "gaussian", "hierarchical"}, default="softmax"
         ``"softmax"``: mixing weights depend on x through a multinomial
         logistic model. ``"constant"``: mixing proportions that do not depend
         on x (a finite mixture of logistic regressions); ``gate_features`` is
@@ -903,7 +926,10 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Hinton (1995), ``g_k(x) = pi_k N(x; mu_k, Sigma_k) / sum_j pi_j N(x;
         mu_j, Sigma_j)`` on the gate features; EM then maximises the joint
         likelihood of (x, y) (see ``lower_bound_`` and
-        :doc:`/user_guide/gates`).
+        :doc:`/user_guide/gates`). ``"hierarchical"``: the hierarchical
+        mixture of experts of Jordan & Jacobs (1994), a complete tree of
+        softmax gates with ``n_experts = gate_branching**gate_depth`` leaves
+        (see ``gate_tree_``).
     top_k : int or None, default=None
         Top-K sparse gating (``gate="softmax"`` only): at each x only the
         ``top_k`` experts with the largest gate logits get weight, the
@@ -949,7 +975,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         iterations and only the best of them is run on to convergence. With
         more than 4000 rows the screening runs on a random subsample of 4000
         rows (then ``n_iter_`` and ``lower_bounds_`` describe the run on all
-        rows). None runs every start to convergence. ``"auto"``: 10 for
+        rows). None runs every start to convergence. ``"auto"``: 8 for
         ``init="auto"``, else None.
     gate_penalty : float, default=1e-3
         L2 penalty on the gate's slope coefficients (not its intercepts),
@@ -979,6 +1005,14 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Covariance structure of the Gaussian gate's components (used only
         with ``gate="gaussian"``), on the standardised gate columns. Their
         eigenvalues (``"full"``) or variances are kept at least 1e-6.
+    gate_depth : int or None, default=None
+        Depth of the tree of ``gate="hierarchical"`` (1 is the flat softmax
+        gate); ``None`` infers it from ``n_experts = gate_branching**depth``.
+        A ValueError when ``n_experts`` is not ``gate_branching**gate_depth``.
+        Ignored by the other gates.
+    gate_branching : int, default=2
+        Children per internal node of ``gate="hierarchical"`` (>= 2).
+        Ignored by the other gates.
     solver : {"em", "lbfgs", "adam", "sgd"}, default="em"
         How the likelihood is maximised. ``"em"``: the EM algorithm (each
         iteration an E-step and the parts' M-steps; the log-likelihood never
@@ -1067,7 +1101,14 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         The class labels, sorted.
     gate_coef_ : ndarray of shape (n_experts, 1 + n_gate_features)
         Gate coefficients, intercept in column 0. Row 0 (the reference expert)
-        is fixed at zero. Not defined for ``gate="gaussian"``.
+        is fixed at zero. Not defined for ``gate="gaussian"`` or
+        ``gate="hierarchical"`` (an AttributeError; see ``gate_tree_``).
+    gate_tree_ : list of dict
+        The tree of ``gate="hierarchical"``, one dict per internal node
+        (breadth first) with its position, depth, children, the experts
+        below it and its softmax coefficients ``"coef"`` (branching, 1 +
+        n_gate_features) on the raw scale, row 0 fixed at zero. An
+        AttributeError for the other gates.
     gate_weights_ : ndarray of shape (n_experts,)
         Mixing proportions pi_k of the Gaussian gate (``gate="gaussian"``
         only).
@@ -1084,7 +1125,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Expert coefficients: ``expert_coef_[k, c]`` are the intercept (column
         0; zero when ``fit_intercept=False``) and slopes of class c's logit in
         expert k. Row ``expert_coef_[k, 0]`` (the reference class) is zero.
-    gate_ : SoftmaxGate, ConstantGate or GaussianGate
+    gate_ : SoftmaxGate, ConstantGate, GaussianGate or HierarchicalGate
         The fitted gate part (parameters on the standardised scale).
     experts_ : MultinomialExperts
         The fitted expert part (parameters on the standardised scale).
@@ -1193,6 +1234,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         expert_penalty=1e-3,
         expert_l1_ratio=0.0,
         gate_covariance_type="full",
+        gate_depth=None,
+        gate_branching=2,
         solver="em",
         batch_size="auto",
         learning_rate=1e-2,
@@ -1226,6 +1269,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             gate_penalty=gate_penalty,
             gate_l1_ratio=gate_l1_ratio,
             gate_covariance_type=gate_covariance_type,
+            gate_depth=gate_depth,
+            gate_branching=gate_branching,
             solver=solver,
             batch_size=batch_size,
             learning_rate=learning_rate,

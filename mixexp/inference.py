@@ -317,6 +317,12 @@ def permute_experts(model, perm):
         check_is_fitted(model)
         K = model.gate_.n_experts
         perm = _check_permutation(perm, K)
+        if "node_coef" in model.gate_.raw_params(model._scaling):
+            raise ValueError(
+                "permute_experts cannot relabel the experts of a hierarchical gate (gate='hierarchical'): "
+                "a permutation of the leaves is a different tree unless it is one of the tree's "
+                "symmetries. Compare gate_tree_ and the experts directly."
+            )
         new = copy.deepcopy(model)
         gate_raw, expert_raw, intercept = new._raw_parts()
         new.gate_.set_raw_params(_permute_dict(gate_raw, perm, K, ("coef",)), new._scaling)
@@ -357,6 +363,12 @@ def _reported(gate, experts, est):
     features = gate_cols[1:]
     for key, value in gate_raw.items():
         value = np.asarray(value, dtype=float)
+        if key == "node_coef":  # a hierarchical gate: each node's children 1..B-1 (child 0 is its reference)
+            for v, node in enumerate(value):
+                for c in range(1, node.shape[0]):
+                    names += [f"gate[node {v}, child {c}]:{col}" for col in gate_cols[: node.shape[1]]]
+                    values.append(node[c])
+            continue
         first = 0
         if key == "coef" and gate.n_parameters() == (K - 1) * value.shape[1]:
             first = 1  # row 0 is the reference, fixed at zero

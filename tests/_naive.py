@@ -204,3 +204,20 @@ def topk_log_softmax_linear(XT, coef, top_k):
         chosen = sorted(range(K), key=lambda k: (-logits[k, i], k))[:top_k]
         log_gate[chosen, i] = special.log_softmax(logits[chosen, i])
     return log_gate, np.exp(log_gate)
+
+
+def hme_log_weights(XT, node_coef, branching, depth):
+    """Leaf log-weights of a hierarchical gate, leaf by leaf along its path.
+
+    ``node_coef`` (n_nodes, branching, p) in breadth-first order; leaf k's path
+    is the base-``branching`` digits of k, most significant first.
+    """
+    K = branching**depth
+    out = np.zeros((K, XT.shape[1]))
+    for k in range(K):
+        digits = [(k // branching ** (depth - 1 - level)) % branching for level in range(depth)]
+        node = 0
+        for child in digits:
+            out[k] += special.log_softmax(node_coef[node] @ XT, axis=0)[child]
+            node = node * branching + 1 + child
+    return out

@@ -40,7 +40,14 @@ ESTIMATORS = [_make_instance(cls) for cls in ESTIMATOR_CLASSES]
 
 # Settings that change the model (another gate, ...): every exported estimator
 # that has the parameters is checked with each of them as well.
-_CONFIGURATIONS = [{"gate": "gaussian"}, {"solver": "lbfgs"}, {"top_k": 1}, {"solver": "adam"}]
+_CONFIGURATIONS = [
+    {"gate": "gaussian"},
+    {"solver": "lbfgs"},
+    {"top_k": 1},
+    {"solver": "adam"},
+    {"solver": "sgd"},
+    {"gate": "hierarchical", "n_experts": 4},  # a depth-2 binary tree of softmax gates (HME)
+]
 CONFIGURED = [
     clone(est).set_params(**config)
     for config in _CONFIGURATIONS

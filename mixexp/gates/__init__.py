@@ -31,11 +31,17 @@ log-likelihood of (x, y) (see ``mixexp.solvers._em.objective``).
 
 from ._constant import ConstantGate
 from ._gaussian import GaussianGate, GaussianGateEval
+from ._hierarchical import HierarchicalGate, HierarchicalGateEval
 from ._softmax import GateEval, SoftmaxGate
 from ._topk import TopKSoftmaxGate
 
 #: ``gate=`` names accepted by the estimators.
-GATES = {"softmax": SoftmaxGate, "constant": ConstantGate, "gaussian": GaussianGate}
+GATES = {
+    "softmax": SoftmaxGate,
+    "constant": ConstantGate,
+    "gaussian": GaussianGate,
+    "hierarchical": HierarchicalGate,
+}
 
 __all__ = [
     "GATES",
@@ -43,6 +49,8 @@ __all__ = [
     "GateEval",
     "GaussianGate",
     "GaussianGateEval",
+    "HierarchicalGate",
+    "HierarchicalGateEval",
     "SoftmaxGate",
     "TopKSoftmaxGate",
 ]
