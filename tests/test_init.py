@@ -131,7 +131,7 @@ def test_defaults_reach_the_truth_on_30_problems_with_a_small_expert():
 def test_auto_resolves_n_init_and_screening():
     X, y, _ = _small_expert_problem(21, 2000)
     moe = MixtureOfExpertsRegressor(3, gate_penalty=0.0, random_state=0, verbose=1)
-    assert moe._resolved_n_init() == 12 and moe._resolved_init_max_iter(12) == 10
+    assert moe._resolved_n_init() == 12 and moe._resolved_init_max_iter(12) == 8
     assert moe._start_strategies(12, None) == ["kmeans"] + ["random_subsets"] * 11
     # explicit strategies keep one start (k-means) or ten (random ones), run to convergence
     assert moe.set_params(init="kmeans")._resolved_n_init() == 1

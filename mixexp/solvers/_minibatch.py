@@ -33,6 +33,11 @@ from ._gradient import flat_bounds, get_flat_params, loglik_and_grad, set_flat_p
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 #: momentum of the SGD updates (heavy ball)
 SGD_MOMENTUM = 0.9
+#: SGD rescales a batch gradient whose norm exceeds this (gradient clipping,
+#: Pascanu, Mikolov & Bengio 2013): near the variance floor the gradient in a
+#: log-variance is of order residual^2 / floor and one plain step diverges
+#: (Adam normalises its steps itself)
+SGD_MAX_GRAD_NORM = 10.0
 #: ``learning_rate_schedule="adaptive"`` divides the rate by this factor when the score stalls ...
 ADAPTIVE_FACTOR = 5.0
 #: ... and stops once the rate has fallen below this fraction of ``learning_rate``
@@ -202,6 +207,9 @@ def run_minibatch(
                 v_hat = v / (1.0 - ADAM_BETA2**t)
                 theta = theta + rate * m_hat / (np.sqrt(v_hat) + ADAM_EPS)
             else:
+                norm = float(np.linalg.norm(grad))
+                if norm > SGD_MAX_GRAD_NORM:
+                    grad = grad * (SGD_MAX_GRAD_NORM / norm)
                 m = SGD_MOMENTUM * m + rate * grad
                 theta = theta + m
             np.clip(theta, lower, upper, out=theta)
