@@ -432,12 +432,17 @@ def test_rate_experiment_solver_plug_in_and_other_gates():
         truth, 3, [50, 100], 1, init="kmeans", solver=oracle, random_state=0, progress=False
     )
     assert np.all(np.asarray(table["loss"]) == 0) and "gate_mean_size1" in table.columns
-    # the top-K gate has neither an EM fitter nor near-truth starts (the Gaussian gate has both now)
-    topk = TopKSoftmaxMoE([[0, 1], [0, -1], [0, 0]], [[0, 1], [1, 0], [-1, 1]], [0.1, 0.1, 0.1], top_k=2)
-    with pytest.raises(ValueError, match="no estimator"):
-        rate_experiment(topk, 3, [50], 1, init="kmeans", progress=False)
+    # every gate has an EM fitter and near-truth starts now (top-K: tests/test_topk_rates.py); a model
+    # of an unknown gate, or without near-truth starts, is refused
+    class NoStart:
+        gate = "softmax"
+        n_experts = 2
+
     with pytest.raises(ValueError, match="near_truth"):
-        rate_experiment(topk, 3, [50], 1, solver=oracle, progress=False)
+        rate_experiment(NoStart(), 2, [50], 1, solver=oracle, progress=False)
+    NoStart.gate = "sigmoid"
+    with pytest.raises(ValueError, match="true_model.gate"):
+        rate_experiment(NoStart(), 2, [50], 1, solver=oracle, progress=False)
     with pytest.raises(ValueError, match="init"):
         rate_experiment(TRUTH, 2, [50], 1, init="random", progress=False)
     km = rate_experiment(TRUTH, 2, [300], 1, init="kmeans", random_state=0, **SMALL)

@@ -67,8 +67,8 @@ def _em_fit(X, y, n_experts, start, spec, seed):
         warnings.simplefilter("ignore", ConvergenceWarning)
         if start is None:
             est = MixtureOfExpertsRegressor(
-                n_experts, gate=spec.true_model.gate, init="kmeans", n_init=spec.n_init, random_state=seed,
-                **params,
+                n_experts, init="kmeans", n_init=spec.n_init, random_state=seed,
+                **{**_estimator_gate(spec.true_model, n_experts), **params},
             ).fit(X, y)
             return _fit_result(est)
         best = None
@@ -106,6 +106,18 @@ def _fit_result(est):
     }
 
 
+def _estimator_gate(true_model, n_experts):
+    """Estimator gate parameters for a k-means-started fit of ``n_experts`` experts to ``true_model``.
+
+    A top-K truth is fitted with ``gate="softmax"`` and ``top_k = top_k* + n_experts - k*`` (capped at
+    ``n_experts``), the over-specified top-K-bar of :meth:`TopKSoftmaxMoE.near_truth`.
+    """
+    if true_model.gate == "top_k":
+        top_k = min(n_experts, true_model.top_k + n_experts - true_model.n_experts)
+        return {"gate": "softmax", "top_k": top_k}
+    return {"gate": true_model.gate}
+
+
 #: ``true_model.gate`` -> how to measure it. Registering a new gate here (and
 #: an estimator in ``fit``) is all a sweep needs.
 GATE_SPECS = {
@@ -117,7 +129,7 @@ GATE_SPECS = {
         _em_fit,
     ),
     "top_k": GateSpec(
-        _losses.topk_d1, _losses.topk_d2, _losses.softmax_cell_errors, _losses.SOFTMAX_PARAMETERS, None
+        _losses.topk_d1, _losses.topk_d2, _losses.softmax_cell_errors, _losses.SOFTMAX_PARAMETERS, _em_fit
     ),
     "gaussian": GateSpec(
         _losses.gaussian_gating_d1,
@@ -361,8 +373,10 @@ def rate_experiment(
     true_model : SoftmaxGatedMoE, TopKSoftmaxMoE or GaussianGatedMoE
         The truth. ``solver="em"`` fits softmax- and Gaussian-gated models
         (:class:`~mixexp.MixtureOfExpertsRegressor` with ``gate="softmax"`` or
-        ``gate="gaussian"``, full gate covariances); top-K gates need a
-        callable ``solver``.
+        ``gate="gaussian"``, full gate covariances) and top-K gates
+        (``gate="softmax"`` with ``top_k = top_k* + n_experts - k*``, the
+        over-specified top-K-bar; ``estimator_params={"top_k": ...}``
+        overrides it).
     n_experts : int
         Number of fitted experts (equal to the truth's: exact-fitted; larger:
         over-fitted).

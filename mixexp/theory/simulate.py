@@ -544,6 +544,60 @@ class TopKSoftmaxMoE(_LinearGatedMoE):
     def __repr__(self):
         return f"{super().__repr__()[:-1]}, top_k={self.top_k})"
 
+    def _dense(self):
+        """The dense :class:`SoftmaxGatedMoE` with the same parameters."""
+        return SoftmaxGatedMoE(
+            self.gate_coef, self.expert_coef, self.noise_variance, **_LinearGatedMoE._kwargs(self)
+        )
+
+    def to_estimator(self, X, y, **params):
+        """A :class:`~mixexp.MixtureOfExpertsRegressor` with ``top_k`` set at this model's parameters.
+
+        As :meth:`SoftmaxGatedMoE.to_estimator`, with ``top_k=self.top_k``
+        unless ``params`` sets it; ``lower_bound_`` is the top-K model's.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        **params
+            Estimator parameters (``n_experts`` is this model's).
+
+        Returns
+        -------
+        MixtureOfExpertsRegressor
+        """
+        return self._dense().to_estimator(X, y, **{"top_k": self.top_k, **params})
+
+    def near_truth(self, n_experts, n_samples, *, split="random", perturbation=None, random_state=None):
+        """A perturbed copy of the truth with ``n_experts`` atoms and a wider top-K: an EM start.
+
+        The atoms are those of :meth:`SoftmaxGatedMoE.near_truth`. The start
+        selects ``top_k + n_experts - self.n_experts`` experts (at most
+        ``n_experts``): the over-specified top-:math:`\\bar K` of Nguyen,
+        Akbarian, Yan & Ho (2024), who show that the fitted model must select
+        at least as many experts as the Voronoi cells of the selected true
+        experts hold (here the extra atoms may all be copies of selected
+        ones).
+
+        Parameters
+        ----------
+        n_experts, n_samples, split, perturbation, random_state
+            As in :meth:`SoftmaxGatedMoE.near_truth`.
+
+        Returns
+        -------
+        start : TopKSoftmaxMoE
+        assignment : ndarray of shape (n_experts,)
+        """
+        start, assignment = self._dense().near_truth(
+            n_experts, n_samples, split=split, perturbation=perturbation, random_state=random_state
+        )
+        top_k = min(start.n_experts, self.top_k + start.n_experts - self.n_experts)
+        kwargs = _LinearGatedMoE._kwargs(self)
+        start = type(self)(start.gate_coef, start.expert_coef, start.noise_variance, top_k, **kwargs)
+        return start, assignment
+
 
 class GaussianGatedMoE(_ConditionalMoE):
     """Gaussian-gated mixture of Gaussian linear experts with known parameters.
