@@ -48,8 +48,10 @@ AUTO_INIT_MAX_ITER = 8
 RANDOM_N_INIT = 10
 #: rounds of re-seeding of vanished experts
 _MAX_RESEEDS = 2
-#: screening runs on a random subsample of at most this many rows
+#: screening runs on a random subsample of at most this many rows, and then
+#: the SUBSAMPLE_KEEP best screened starts run to convergence on every row
 SCREEN_MAX_ROWS = 4000
+SUBSAMPLE_KEEP = 3
 
 
 def _run_start(estimator, start, init_resp, cluster_data, data, budget):
@@ -419,11 +421,19 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                 if best is None or run[0].lower_bound > best[0].lower_bound:
                     best = run
             if subsample:
-                # the run on every row starts from the best screened start's parameters
-                _, gate, experts = best
-                experts.set_variance_floor(data.y, data.sample_weight)
+                # a subsample ranks the starts less surely than all rows: the
+                # SUBSAMPLE_KEEP best screened starts each run to convergence on
+                # every row, and the best of those is kept
+                order = sorted(range(len(runs)), key=lambda i: -runs[i][0].lower_bound)
                 self._final_run = True
-                best = (self._run_solver(gate, experts, data, self.max_iter, "[best start] "), gate, experts)
+                best = None
+                for rank, i in enumerate(order[:SUBSAMPLE_KEEP]):
+                    _, gate, experts = runs[i]
+                    experts.set_variance_floor(data.y, data.sample_weight)
+                    label = f"[best start {rank + 1}] "
+                    run = (self._run_solver(gate, experts, data, self.max_iter, label), gate, experts)
+                    if best is None or run[0].lower_bound > best[0].lower_bound:
+                        best = run
         if screen and not best[0].converged and best[0].n_iter < self.max_iter:
             first, gate, experts = best
             self._final_run = True

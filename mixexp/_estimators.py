@@ -133,8 +133,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         with several starts, every start runs only ``init_max_iter`` EM
         iterations and only the best of them is run on to convergence. With
         more than 4000 rows the screening runs on a random subsample of 4000
-        rows (then ``n_iter_`` and ``lower_bounds_`` describe the run on all
-        rows). None runs every start to convergence. ``"auto"``: 8 for
+        rows and the 3 best screened starts each run to convergence on all
+        rows (``n_iter_`` and ``lower_bounds_`` then describe the best of those
+        runs). None runs every start to convergence. ``"auto"``: 8 for
         ``init="auto"``, else None.
     reg_covar : float, default=1e-6
         Lower bound on each expert's noise variance, relative to the variance
@@ -242,7 +243,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         each iteration (for convergence-rate studies).
     callback : callable or None, default=None
         Called as ``callback(estimator)`` after each iteration of the final
-        run (the single start, or the run of the best start after screening,
+        run (the single start, or the run of the best start after screening
+        (of each of the 3 best with screening on a subsample of large data),
         and any refit that re-seeds a vanished expert), with ``gate_`` and
         ``experts_`` (and the fitted attributes computed from them, such as
         ``gate_coef_``) at the current parameters. It must
@@ -974,8 +976,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         with several starts, every start runs only ``init_max_iter`` EM
         iterations and only the best of them is run on to convergence. With
         more than 4000 rows the screening runs on a random subsample of 4000
-        rows (then ``n_iter_`` and ``lower_bounds_`` describe the run on all
-        rows). None runs every start to convergence. ``"auto"``: 8 for
+        rows and the 3 best screened starts each run to convergence on all
+        rows (``n_iter_`` and ``lower_bounds_`` then describe the best of those
+        runs). None runs every start to convergence. ``"auto"``: 8 for
         ``init="auto"``, else None.
     gate_penalty : float, default=1e-3
         L2 penalty on the gate's slope coefficients (not its intercepts),
@@ -1071,7 +1074,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         each iteration (for convergence-rate studies).
     callback : callable or None, default=None
         Called as ``callback(estimator)`` after each iteration of the final
-        run (the single start, or the run of the best start after screening,
+        run (the single start, or the run of the best start after screening
+        (of each of the 3 best with screening on a subsample of large data),
         and any refit that re-seeds a vanished expert), with ``gate_`` and
         ``experts_`` (and the fitted attributes computed from them, such as
         ``gate_coef_``) at the current parameters. It must
