@@ -60,9 +60,19 @@ def _count_data(n, rng):
     return X, rng.poisson(rate).astype(float)
 
 
-@pytest.mark.parametrize("init", ["auto", "kmeans", "random", "random_subsets"])
+_GATES = {
+    "softmax": {"gate": "softmax"},
+    "constant": {"gate": "constant"},
+    "gaussian": {"gate": "gaussian"},
+    "hierarchical": {"gate": "hierarchical"},
+    "top_k": {"gate": "softmax", "top_k": 1},
+}
+_INITS = ["auto", "kmeans", "random", "random_subsets"]
+
+
+@pytest.mark.parametrize("init", _INITS)
 @pytest.mark.parametrize("expert", ["gaussian", "student_t", "poisson", "gamma"])
-@pytest.mark.parametrize("gate", ["softmax", "constant"])
+@pytest.mark.parametrize("gate", list(_GATES))
 def test_every_start_with_every_family_and_gate(init, expert, gate):
     rng = np.random.default_rng(0)
     X, y = _count_data(400, rng)
@@ -71,12 +81,29 @@ def test_every_start_with_every_family_and_gate(init, expert, gate):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         moe = MixtureOfExpertsRegressor(
-            2, expert=expert, gate=gate, init=init, n_init=3, max_iter=100, random_state=0
+            2, expert=expert, init=init, n_init=3, max_iter=100, random_state=0, **_GATES[gate]
         ).fit(X, y)
     assert np.isfinite(moe.lower_bound_)
     assert np.all(np.isfinite(moe.expert_coef_))
     assert np.all(np.diff(moe.lower_bounds_) >= -1e-12 * np.abs(moe.lower_bounds_[:-1]))
     assert np.all(np.isfinite(moe.predict(X)))
+
+
+@pytest.mark.parametrize("init", _INITS)
+@pytest.mark.parametrize("gate", list(_GATES))
+def test_every_start_with_the_classifier(init, gate):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((400, 2))
+    y = np.where(X[:, 0] > 0, X[:, 1] > 0.5, X[:, 1] < -0.5).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MixtureOfExpertsClassifier(
+            2, init=init, n_init=3, max_iter=100, random_state=0, **_GATES[gate]
+        ).fit(X, y)
+    assert np.isfinite(clf.lower_bound_)
+    assert np.all(np.diff(clf.lower_bounds_) >= -1e-12 * np.abs(clf.lower_bounds_[:-1]))
+    proba = clf.predict_proba(X)
+    assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1.0)
 
 
 def test_random_subsets_deterministic():
