@@ -38,9 +38,10 @@ def _run(kernel, n, *args):
     pass took 3-7 ms with a thread team at load 10 on 2 cores, against tens of
     microseconds on one thread); one thread computes exactly the same sums.
     """
-    if n_blocks(n) > SERIAL_BLOCKS:
-        return kernel(*args)
     before = numba.get_num_threads()
+    if n_blocks(n) > SERIAL_BLOCKS or before == 1:
+        # (already one thread, as in joblib workers: no round trip of the setting)
+        return kernel(*args)
     numba.set_num_threads(1)
     try:
         return kernel(*args)
