@@ -22,6 +22,7 @@ from sklearn.utils.validation import (
 )
 
 from ._init import kmeans_start, random_start, random_subsets_start
+from ._penalties import n_l1_zeros
 from ._scaling import design, fit_scaling
 from ._threads import parallel_map, single_threaded_blas, single_threaded_openmp
 from ._validation import resolve_features
@@ -814,17 +815,70 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         """
         return self._posterior(X, y)[1]
 
-    def n_parameters(self):
-        """Number of free parameters of the fitted model.
+    def n_parameters(self, active_only=True):
+        """Number of free parameters of the fitted model (its degrees of freedom).
+
+        Parameters
+        ----------
+        active_only : bool, default=True
+            Whether coefficients an L1 penalty set to exactly zero are left
+            out of the count (see Notes). ``False`` counts every parameter:
+            the dimension of the parameter space.
 
         Returns
         -------
         int
             Gate parameters (the reference expert's row is fixed) plus expert
-            parameters.
+            parameters, less, with ``active_only``, the coefficients an L1
+            penalty set to zero.
+
+        Notes
+        -----
+        The rule. A part (the gate, the experts) whose penalty has an L1 term,
+        ``penalty > 0`` and ``l1_ratio > 0`` (``gate_penalty`` and
+        ``gate_l1_ratio``, ``expert_penalty`` and ``expert_l1_ratio``), counts
+        only its penalised coefficients (slopes) that are not exactly ``0.0``,
+        plus all its unpenalised parameters (intercepts, variances, degrees of
+        freedom, shapes). A part without an L1 term counts every parameter,
+        so with ``l1_ratio=0`` (ridge) or a zero penalty the count, and
+        :meth:`bic`, :meth:`aic` and :meth:`icl`, are exactly those of the
+        full parameter space.
+
+        Why. For the lasso the number of non-zero coefficients is an unbiased
+        estimate of the degrees of freedom (Zou, Hastie and Tibshirani 2007),
+        and the regularised mixture-of-experts literature (Khalili 2010;
+        Chamroukhi and Huynh 2019) uses it in the BIC to choose the penalty and
+        the number of experts. With an elastic net (``0 < l1_ratio < 1``) the
+        count is glmnet's ``df``, the number of non-zero coefficients; the
+        ridge part shrinks them further, so it is an upper bound of the
+        elastic net's effective degrees of freedom (Zou and Hastie 2005).
+
+        Zeros are exact: coordinate descent's soft-thresholding returns the
+        literal ``0.0`` and a full proximal step lands on it exactly; no
+        tolerance is applied (see :func:`mixexp._penalties.flat_l1_zeros`).
+        The hierarchical gate's nodes are softmax gates and follow the same
+        rule; the Gaussian and constant gates have no L1 term.
+
+        References
+        ----------
+        .. [1] Zou, H., Hastie, T. and Tibshirani, R. (2007). On the "degrees of
+           freedom" of the lasso. Annals of Statistics 35(5), 2173-2192.
+        .. [2] Khalili, A. (2010). New estimation and feature selection methods
+           in mixture-of-experts models. Canadian Journal of Statistics 38(4),
+           519-539.
+        .. [3] Chamroukhi, F. and Huynh, B.-T. (2019). Regularized maximum
+           likelihood estimation and feature selection in mixtures-of-experts
+           models. Journal de la Societe Francaise de Statistique 160(1), 57-85.
+        .. [4] Zou, H. and Hastie, T. (2005). Regularization and variable
+           selection via the elastic net. JRSS B 67(2), 301-320.
         """
         check_is_fitted(self)
-        return int(self.gate_.n_parameters() + self.experts_.n_parameters())
+        if not isinstance(active_only, bool | np.bool_):
+            raise TypeError(f"active_only must be a bool; got {active_only!r}.")
+        total = int(self.gate_.n_parameters() + self.experts_.n_parameters())
+        if not active_only:
+            return total
+        return total - n_l1_zeros(self.gate_) - n_l1_zeros(self.experts_)
 
     def bic(self, X, y):
         """Bayesian information criterion; lower is better.
@@ -832,7 +886,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         ``BIC = -2 log L + p log n`` with the conditional log-likelihood
         ``log L = sum_i log p(y_i | x_i)`` and ``p = n_parameters()``. Lower is
         better, as in scikit-learn and flexmix's ``BIC()``; mixtools reports the
-        opposite sign.
+        opposite sign. Under an L1 penalty ``p`` counts the non-zero penalised
+        coefficients only (see :meth:`n_parameters`).
 
         Parameters
         ----------
@@ -850,7 +905,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         """Akaike information criterion; lower is better.
 
         ``AIC = -2 log L + 2 p`` with the conditional log-likelihood and
-        ``p = n_parameters()``.
+        ``p = n_parameters()`` (under an L1 penalty, the non-zero penalised
+        coefficients only: see :meth:`n_parameters`).
 
         Parameters
         ----------
@@ -876,7 +932,9 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         flexmix's ``ICL()`` (same sign: lower is better); mclust reports the
         opposite sign. ``ICL >= BIC``, with equality for K = 1 or hard
         posteriors. McLachlan & Peel (2000) replace ``-log tau_{i c_i}`` by the
-        entropy ``-sum_k tau_ik log tau_ik``, which is never smaller.
+        entropy ``-sum_k tau_ik log tau_ik``, which is never smaller. ``p =
+        n_parameters()`` (under an L1 penalty, the non-zero penalised
+        coefficients only).
 
         Parameters
         ----------

@@ -338,3 +338,104 @@ class PenalizedCoefMixin:
             grad = grad / sd
         flat[: grad.size] = grad.ravel()
         return flat
+
+    def flat_penalized_mask(self):
+        """Boolean mask of the coordinates of ``get_flat()`` the elastic-net penalty applies to.
+
+        The slopes of ``coef`` (every column but the intercept), not the
+        family's other parameters (log-variances, log degrees of freedom,
+        shapes). See :func:`flat_l1_zeros`.
+
+        Returns
+        -------
+        ndarray of bool of shape (n_flat,)
+        """
+        mask = np.zeros(self.get_flat().size, dtype=bool)
+        K, p = self.coef.shape
+        mask[: K * p] = np.tile(slope_mask(p, self.intercept), K) > 0
+        return mask
+
+
+# -- the active set of an L1 penalty (degrees of freedom, inference) ---------------------
+def has_l1(part):
+    """Whether ``part`` carries an L1 term: ``penalty > 0`` and ``l1_ratio > 0``.
+
+    Parts without these attributes (the Gaussian and constant gates) carry none.
+    A composite part (a tree of gates with ``nodes``) carries one if a node does.
+    """
+    nodes = getattr(part, "nodes", None)
+    if nodes is not None and not hasattr(part, "flat_penalized_mask"):
+        return any(has_l1(node) for node in nodes)
+    penalty = getattr(part, "penalty", 0.0)
+    l1_ratio = getattr(part, "l1_ratio", 0.0)
+    return bool(penalty is not None and penalty > 0 and l1_ratio is not None and l1_ratio > 0)
+
+
+def flat_l1_penalized(part):
+    """Boolean mask of the coordinates of ``part.get_flat()`` that carry an L1 penalty.
+
+    The part's ``flat_penalized_mask()`` (the coordinates the elastic-net
+    penalty applies to: slopes, never intercepts, variances, degrees of
+    freedom or shapes) when the part carries an L1 term (:func:`has_l1`), else
+    all False. A composite part (a tree of gates, whose ``get_flat``
+    concatenates its ``nodes``') gives the concatenation of its nodes' masks.
+    A part that does not say which coordinates are penalised (no
+    ``flat_penalized_mask``) gives all False: its parameters all count as free.
+
+    Parameters
+    ----------
+    part : gate or expert family
+
+    Returns
+    -------
+    ndarray of bool of shape (n_flat,)
+        Empty when the part has no ``get_flat``.
+    """
+    get_flat = getattr(part, "get_flat", None)
+    if get_flat is None:
+        return np.zeros(0, dtype=bool)
+    size = np.asarray(get_flat()).size
+    nodes = getattr(part, "nodes", None)
+    if nodes is not None and not hasattr(part, "flat_penalized_mask"):
+        masks = [flat_l1_penalized(node) for node in nodes]
+        if masks and sum(m.size for m in masks) == size:
+            return np.concatenate(masks)
+        return np.zeros(size, dtype=bool)
+    penalized = getattr(part, "flat_penalized_mask", None)
+    if penalized is None or not has_l1(part):
+        return np.zeros(size, dtype=bool)
+    return np.asarray(penalized(), dtype=bool)
+
+
+def flat_l1_zeros(part):
+    """Boolean mask of the coordinates of ``part.get_flat()`` that an L1 penalty set to exactly zero.
+
+    The coordinates of :func:`flat_l1_penalized` whose value is exactly
+    ``0.0``. Exact zeros are what the fitting steps produce: soft-thresholding
+    returns the literal ``0.0`` (:func:`enet_coordinate_descent`), and a full
+    proximal step ``w + (z - w)`` with ``z = 0`` is exactly ``0.0`` in IEEE
+    arithmetic. A step that was halved to ascend stops short of zero, and such
+    a coefficient counts as non-zero (it is) until a later full step zeroes
+    it; no tolerance is applied, so the rule never hides a small non-zero
+    estimate.
+
+    Parameters
+    ----------
+    part : gate or expert family
+
+    Returns
+    -------
+    ndarray of bool of shape (n_flat,)
+        Empty when the part has no ``get_flat``.
+    """
+    mask = flat_l1_penalized(part)
+    if not mask.any():
+        return mask
+    return mask & (np.asarray(part.get_flat(), dtype=float) == 0.0)
+
+
+def n_l1_zeros(part):
+    """Number of the part's coefficients an L1 penalty set to exactly zero (see :func:`flat_l1_zeros`)."""
+    if not has_l1(part):
+        return 0
+    return int(np.count_nonzero(flat_l1_zeros(part)))

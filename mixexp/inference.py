@@ -455,6 +455,18 @@ class MoEInferenceResults:
     n_failed : int
         ``"bootstrap"`` only: replicates whose refit raised an error or did
         not give the same parameter layout (0 for ``"observed"``).
+    active : ndarray of bool of shape (n_params,)
+        False for the coefficients an L1 penalty (``gate_l1_ratio`` or
+        ``expert_l1_ratio`` > 0 with a positive penalty) set to exactly zero
+        at the fit, True for every other parameter (all True without an L1
+        penalty). With ``"observed"`` the inactive ones have estimate 0 and
+        NaN standard errors, and the others' are conditional on the selected
+        model (see :func:`fit_inference`).
+    selection_frequency : ndarray of shape (n_params,) or None
+        ``"bootstrap"`` with an L1 penalty only: for each L1-penalised
+        coefficient, the fraction of the successful replicates in which it is
+        not zero (NaN for the parameters the L1 penalty does not apply to);
+        None otherwise.
     notes : list of str
         Caveats shown by :meth:`summary`.
     """
@@ -475,6 +487,8 @@ class MoEInferenceResults:
         bootstrap_params=None,
         n_failed=0,
         notes=(),
+        active=None,
+        selection_frequency=None,
     ):
         self.params = np.asarray(params, dtype=float)
         self.param_names = list(param_names)
@@ -489,6 +503,12 @@ class MoEInferenceResults:
         self.bootstrap_params = bootstrap_params
         self.n_failed = int(n_failed)
         self.notes = list(notes)
+        self.active = (
+            np.ones(self.params.size, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+        )
+        self.selection_frequency = (
+            None if selection_frequency is None else np.asarray(selection_frequency, dtype=float)
+        )
 
     @property
     def bse(self):
@@ -716,15 +736,69 @@ def _observed(est, data):
     return information, jac, bounded
 
 
-def _covariance_from_information(information, jac, bounded, names):
+def _depends_only_on(jac, mask):
+    """Reported parameters (rows of ``jac``) that move with coordinates in ``mask`` and with no other."""
+    if not mask.any():
+        return np.zeros(jac.shape[0], dtype=bool)
+    return np.any(jac[:, mask] != 0, axis=1) & ~np.any(jac[:, ~mask] != 0, axis=1)
+
+
+def _reported_jacobian(est):
+    """Derivative of the reported parameters with respect to the internal flat ones (central differences).
+
+    Without the Hessian: what :func:`_observed` computes for the delta
+    method, used here for its pattern of zeros (which reported value moves with
+    which internal parameter).
+    """
+    from .solvers._gradient import get_flat_params, set_flat_params
+
+    gate, experts = copy.deepcopy(est.gate_), copy.deepcopy(est.experts_)
+    theta = np.array(get_flat_params(gate, experts), dtype=float)
+    columns = []
+    for j in range(theta.size):
+        h = _STEP * (1.0 + abs(theta[j]))
+        up, down = theta.copy(), theta.copy()
+        up[j] += h
+        down[j] -= h
+        set_flat_params(gate, experts, up)
+        hi = _reported(gate, experts, est)[1]
+        set_flat_params(gate, experts, down)
+        lo = _reported(gate, experts, est)[1]
+        columns.append((hi - lo) / (2.0 * h))
+    return np.column_stack(columns) if columns else np.empty((0, 0))
+
+
+def _l1_masks(est):
+    """Internal flat coordinates that carry an L1 penalty, and those it set to exactly zero.
+
+    Laid out as :func:`mixexp.solvers.get_flat_params` (gate, then experts);
+    both all False without an L1 term (see :func:`mixexp._penalties.flat_l1_zeros`).
+    """
+    from ._penalties import flat_l1_penalized, flat_l1_zeros
+
+    parts = (est.gate_, est.experts_)
+    penalized = np.concatenate([flat_l1_penalized(p) for p in parts])
+    zero = np.concatenate([flat_l1_zeros(p) for p in parts])
+    return penalized, zero
+
+
+def _covariance_from_information(information, jac, bounded, names, zero=None):
     """``J I^{-1} J'``, or NaN (with a warning) when ``I`` is not positive definite.
 
     Internal parameters on a bound of the parameter space (a variance at its
     floor, say) are held fixed: the inverse is taken over the others, and the
     reported parameters that depend on a bounded one get NaN.
+
+    Internal coefficients an L1 penalty set to zero (``zero``) are held at zero
+    too: the inverse is that of the information of the selected (non-zero)
+    parameters, ``(I_AA)^{-1}``, and the reported parameters that depend on
+    zero coefficients only (the zero coefficients themselves) get NaN. The
+    others, intercepts included, get their standard errors given the
+    selected model.
     """
     Q = jac.shape[0]
-    free = ~bounded
+    zero = np.zeros(bounded.shape, dtype=bool) if zero is None else zero & ~bounded
+    free = ~bounded & ~zero
     affected = np.any(jac[:, bounded] != 0, axis=1)
     if bounded.any():
         listed = [n for n, a in zip(names, affected, strict=True) if a]
@@ -754,6 +828,7 @@ def _covariance_from_information(information, jac, bounded, names):
     J = jac[:, free]
     cov = J @ ((V / w) @ V.T) @ J.T
     cov = 0.5 * (cov + cov.T)
+    affected |= _depends_only_on(jac, zero)
     cov[affected] = np.nan
     cov[:, affected] = np.nan
     return cov
@@ -865,7 +940,9 @@ def fit_inference(
         standard errors are NaN.
     InferenceWarning
         Some bootstrap replicates failed (they are left out) or did not
-        converge.
+        converge; or, with ``"observed"``, an L1 penalty set coefficients to
+        zero (their standard errors are NaN and the others are conditional on
+        the selected model).
 
     Notes
     -----
@@ -892,6 +969,28 @@ def fit_inference(
     the maximum-likelihood estimator at this fit. Fit with
     ``gate_penalty=0`` for the plain MLE; the summary notes the penalty.
 
+    *L1 penalties* (``gate_l1_ratio`` or ``expert_l1_ratio`` > 0 with a
+    positive penalty) set coefficients exactly to zero: they select a model.
+    ``"observed"`` then gives inference *given the selected model*: the
+    information is inverted over the active set ``A`` (the non-zero
+    coefficients and the unpenalised parameters), ``Cov = J_A (I_AA)^{-1}
+    J_A'``, the zero coefficients held at zero. At the same parameter values
+    this is exactly the covariance of the maximum-likelihood estimator of the
+    model restricted to ``A``. The zero coefficients are reported with
+    estimate 0 and NaN standard errors (``active`` is False for them), since
+    the lasso estimate of a zero coefficient has a point mass at zero and no
+    Wald approximation; an :class:`InferenceWarning` and a note say that the
+    other standard errors ignore the selection step, so they are optimistic
+    (Leeb and Pötscher 2005), and that they are evaluated at the shrunk lasso
+    estimate. Inverting the full information instead would treat the zeros as
+    free and, on correlated covariates, inflate the selected coefficients'
+    standard errors. ``"bootstrap"`` refits every replicate with the penalty,
+    so each re-selects; ``selection_frequency`` gives how often each penalised
+    coefficient is non-zero. The bootstrap of lasso-type estimators is not
+    consistent for coefficients whose true value is zero (Chatterjee and
+    Lahiri 2010), which the summary notes. See
+    :doc:`/user_guide/penalties`.
+
     *Bootstrap.* Standard errors are the standard deviations, and
     ``cov_params`` the covariance, of the aligned replicates; ``conf_int``
     gives percentile intervals. Replicates start at the fit, so they stay in
@@ -903,6 +1002,11 @@ def fit_inference(
        chapter 2.15 (standard errors) and 2.16 (bootstrap). Wiley.
     .. [2] Louis, T. A. (1982). Finding the observed information matrix when
        using the EM algorithm. JRSS B, 44(2), 226-233.
+    .. [3] Leeb, H. and Pötscher, B. M. (2005). Model selection and inference:
+       facts and fiction. Econometric Theory, 21(1), 21-59.
+    .. [4] Chatterjee, A. and Lahiri, S. N. (2010). Asymptotic properties of
+       the residual bootstrap for Lasso estimators. Proc. AMS, 138(12),
+       4497-4509.
 
     Examples
     --------
@@ -951,6 +1055,7 @@ def fit_inference(
         k: v for k, v in estimator.get_params().items() if active and k.endswith("_penalty") and v and v > 0
     }
     kwargs = {"method": method, "nobs": sw.sum(), "loglik": loglik, "model": estimator}
+    l1_penalized, l1_zero = _l1_masks(estimator)
     if method == "observed":
         if penalties:
             notes.append(
@@ -962,9 +1067,35 @@ def fit_inference(
         free = np.any(jac != 0, axis=1)  # a reported value no free parameter moves is fixed
         names = [n for n, f in zip(names, free, strict=True) if f]
         params, jac = params[free], jac[free]
-        cov = _covariance_from_information(information, jac, bounded, names)
+        if l1_zero.size != bounded.size:  # a part whose penalised coordinates are unknown
+            l1_zero = np.zeros(bounded.size, dtype=bool)
+        # inference given the model the L1 penalty selected: its zero coefficients are held at zero
+        inactive = _depends_only_on(jac, l1_zero)
+        if inactive.any():
+            listed = [n for n, z in zip(names, inactive, strict=True) if z]
+            warnings.warn(
+                f"{len(listed)} coefficient(s) set to zero by the L1 penalty {_l1_settings(estimator)} are "
+                f"reported as 0 with NaN standard errors: {listed}. The other standard errors are those "
+                "of the model the penalty selected, as if it had been chosen before seeing the data: "
+                "they ignore the selection step (post-selection inference), so they tend to be too "
+                "small. method='bootstrap' refits with the penalty and re-selects in every replicate.",
+                InferenceWarning,
+                stacklevel=2,
+            )
+            notes.append(
+                f"{len(listed)} coefficient(s) set to zero by the L1 penalty: estimate 0, std err NaN. The "
+                "other standard errors are conditional on the selected model and ignore the selection step."
+            )
+        cov = _covariance_from_information(information, jac, bounded, names, zero=l1_zero)
         return MoEInferenceResults(
-            params, names, cov, information=information, jacobian=jac, notes=notes, **kwargs
+            params,
+            names,
+            cov,
+            information=information,
+            jacobian=jac,
+            notes=notes,
+            active=~inactive,
+            **kwargs,
         )
     y_fit = _labels(y)
     # a DataFrame stays one, so the refits see the feature names the fit saw
@@ -988,6 +1119,25 @@ def fit_inference(
         if good.shape[0] >= 2
         else (np.full((params.size, params.size), np.nan))
     )
+    active = frequency = None
+    flat_parts = all(
+        callable(getattr(part, m, None))
+        for part in (estimator.gate_, estimator.experts_)
+        for m in ("get_flat", "set_flat")
+    )
+    if l1_penalized.any() and flat_parts:
+        jac = _reported_jacobian(estimator)
+        active = ~_depends_only_on(jac, l1_zero)
+        penalized = _depends_only_on(jac, l1_penalized)
+        frequency = np.full(params.size, np.nan)
+        if good.shape[0]:
+            frequency[penalized] = np.mean(good[:, penalized] != 0.0, axis=0)
+        notes.append(
+            f"L1 penalty {_l1_settings(estimator)}: every replicate refits with it and re-selects "
+            "(selection_frequency: how often each penalised coefficient is non-zero). The bootstrap of "
+            "lasso-type estimators is not consistent for coefficients whose true value is zero "
+            "(Chatterjee and Lahiri 2010): read their intervals with care."
+        )
     return MoEInferenceResults(
         params,
         names,
@@ -996,8 +1146,22 @@ def fit_inference(
         bootstrap_params=reps,
         n_failed=n_failed,
         notes=notes,
+        active=active,
+        selection_frequency=frequency,
         **kwargs,
     )
+
+
+def _l1_settings(estimator):
+    """The L1 penalties of a fit, e.g. ``(gate_penalty=5, gate_l1_ratio=1)``."""
+    from ._penalties import has_l1
+
+    settings = [
+        f"{name}_penalty={float(part.penalty):g}, {name}_l1_ratio={float(part.l1_ratio):g}"
+        for part, name in ((estimator.gate_, "gate"), (estimator.experts_, "expert"))
+        if has_l1(part)
+    ]
+    return f"({'; '.join(settings)})"
 
 
 def _labels(y):

@@ -259,6 +259,8 @@ def select_n_experts(
 
         ``log L`` is the conditional log-likelihood ``sum_i w_i log p(y_i |
         x_i)`` of the fit on all the data, ``p`` its number of free parameters
+        (``n_parameters()``: under an L1 penalty only the coefficients it did
+        not set to zero, see :meth:`mixexp.MixtureOfExpertsRegressor.n_parameters`)
         and ``n`` the sum of the sample weights. BIC, AIC and ICL are always
         tabulated; only ``"cv"`` costs extra fits.
     cv : int, cross-validation generator or iterable, default=5

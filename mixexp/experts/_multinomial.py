@@ -5,7 +5,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._kernels import log_softmax_linear, multinomial_log_prob, multinomial_stats
-from .._penalties import elastic_net_gradient
+from .._penalties import elastic_net_gradient, slope_mask
 from .._scaling import linear_from_raw, linear_to_raw
 from ..gates._softmax import _MAX_HALVINGS, newton_direction, slope_penalty
 from ._base import ExpertFamily
@@ -305,6 +305,19 @@ class MultinomialExperts(ExpertFamily):
     def get_flat(self):
         """Free parameters (classes 1..C-1 of each expert) as a flat vector."""
         return self.coef[:, 1:].ravel().copy()
+
+    def flat_penalized_mask(self):
+        """Boolean mask of the coordinates of :meth:`get_flat` the penalty applies to (the slopes).
+
+        Used to count the coefficients an L1 penalty sets to zero
+        (:func:`mixexp._penalties.flat_l1_zeros`).
+
+        Returns
+        -------
+        ndarray of bool of shape (K * (C - 1) * p,)
+        """
+        K, C, p = self.coef.shape
+        return np.tile(slope_mask(p, self.intercept), K * (C - 1)) > 0
 
     def set_flat(self, theta):
         """Set the free parameters from :meth:`get_flat`'s layout."""

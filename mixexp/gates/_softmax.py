@@ -287,6 +287,18 @@ class SoftmaxGate:
         """Free parameters as a flat vector (rows 1..K-1 of ``coef``)."""
         return self.coef[1:].ravel().copy()
 
+    def flat_penalized_mask(self):
+        """Boolean mask of the coordinates of :meth:`get_flat` the penalty applies to (the slopes).
+
+        Used to count the coefficients an L1 penalty sets to zero
+        (:func:`mixexp._penalties.flat_l1_zeros`).
+
+        Returns
+        -------
+        ndarray of bool of shape ((K - 1) * p,)
+        """
+        return np.tile(slope_mask(self.coef.shape[1], True), self.n_experts - 1) > 0
+
     def set_flat(self, theta):
         """Set the free parameters from :meth:`get_flat`'s layout."""
         free = np.reshape(np.asarray(theta, dtype=float), (self.n_experts - 1, self.coef.shape[1]))
