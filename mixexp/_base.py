@@ -59,7 +59,10 @@ def _run_start(estimator, start, init_resp, cluster_data, data, budget):
     """One start, run for ``budget`` iterations: ``(result, gate, experts)``."""
     run, strategy, seed, label = start
     gate, experts = estimator._start(strategy, seed, init_resp, cluster_data, data)
-    return estimator._run_solver(gate, experts, data, budget, label), gate, experts
+    # a screening run (budget below max_iter) skips the gate's polish (top-K): it
+    # ranks the starts, and the kept start is continued with the polish
+    polish = budget >= estimator.max_iter
+    return estimator._run_solver(gate, experts, data, budget, label, polish=polish), gate, experts
 
 
 def _map_starts(estimator, starts, init_resp, cluster_data, data, budget, n_jobs):
@@ -386,6 +389,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         # the callback follows the final run only: the single start, or the run of
         # the best screened start (set below)
         self._final_run = n_init == 1
+        subsample = False  # screening on a subsample of rows (set below)
         if warm:
             # the previous solution, on this fit's scale and with this fit's settings
             gate, experts = self._make_gate(), self._make_experts()
@@ -435,7 +439,10 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                     run = (self._run_solver(gate, experts, data, self.max_iter, label), gate, experts)
                     if best is None or run[0].lower_bound > best[0].lower_bound:
                         best = run
-        if screen and not best[0].converged and best[0].n_iter < self.max_iter:
+        # the best screened start runs on unless it converged, or converged without
+        # the polish of its gate (top-K), which the screening skips
+        unpolished = screen and not subsample and getattr(best[1], "polish", None) is not None
+        if screen and (not best[0].converged or unpolished) and best[0].n_iter < self.max_iter:
             first, gate, experts = best
             self._final_run = True
             rest = self._run_solver(gate, experts, data, self.max_iter - first.n_iter, "[best start] ")
@@ -597,8 +604,11 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
             )
         return result, gate, experts
 
-    def _run_solver(self, gate, experts, data, max_iter, label):
+    def _run_solver(self, gate, experts, data, max_iter, label, polish=True):
         """Run the solver (EM, L-BFGS, Adam or SGD) from the parts' current parameters.
+
+        ``polish`` lets EM run the gate's polish before it stops (the top-K
+        gate's search over its likelihood, see :func:`mixexp.solvers.run_em`).
 
         With ``record_history`` the result's ``thetas`` holds the flat
         parameters at each entry of its ``lower_bounds``; in the final run
@@ -625,7 +635,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         hook = None
         if thetas is not None or callback is not None:
             hook = _IterationHook(self, gate, experts, thetas, callback)
-        result = run(gate, experts, data, max_iter, self.tol, self.verbose, label, hook=hook)
+        options = {"polish": polish} if run is run_em else {}
+        result = run(gate, experts, data, max_iter, self.tol, self.verbose, label, hook=hook, **options)
         result.thetas = thetas
         return result
 

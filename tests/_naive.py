@@ -221,3 +221,20 @@ def hme_log_weights(XT, node_coef, branching, depth):
             out[k] += special.log_softmax(node_coef[node] @ XT, axis=0)[child]
             node = node * branching + 1 + child
     return out
+
+
+def topk_line_loglik(L0, M, log_prob, sample_weight, ts, top_k):
+    """Top-K observed log-likelihood along the logits ``L0 + t M``, one step and one row at a time."""
+    K, n = L0.shape
+    out = []
+    for t in ts:
+        total = 0.0
+        for i in range(n):
+            if sample_weight[i] == 0:
+                continue
+            logits = L0[:, i] + t * M[:, i]
+            active = np.argsort(-logits, kind="stable")[:top_k]  # ties: the lower index
+            log_gate = logits[active] - special.logsumexp(logits[active])
+            total += sample_weight[i] * special.logsumexp(log_gate + log_prob[active, i])
+        out.append(total)
+    return np.array(out)

@@ -14,6 +14,7 @@ import numpy as np
 from . import _glm as _g
 from . import _kernels as _k
 from . import _multinomial as _mn
+from . import _topk_line as _tl
 from ._kernels import n_blocks, n_chunks
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "linear_stats",
     "log_softmax_linear",
     "softmax_gate_stats",
+    "topk_line_loglik",
 ]
 
 
@@ -636,3 +638,35 @@ def fused_gaussian_gate_gaussian(
     )
     gate_eval = (log_gate, gate_prob, log_marg, float(marg_parts.sum()))
     return resp, ll_rows, float(ll_parts.sum()), gate_eval, _symmetrize_upper(ggram.sum(axis=0)), expert_stats
+
+
+def topk_line_loglik(L0, M, log_prob, sample_weight, ts, top_k):
+    """The top-K gate's observed log-likelihood along a line of logits.
+
+    Parameters
+    ----------
+    L0, M : ndarray of shape (K, n)
+        Logits at the start of the line and their change per unit step.
+    log_prob : ndarray of shape (K, n)
+        The experts' log-densities.
+    sample_weight : ndarray of shape (n,)
+    ts : ndarray of shape (T,)
+        Step sizes.
+    top_k : int
+
+    Returns
+    -------
+    ndarray of shape (T,)
+        ``sum_i w_i log sum_{k in A_i(t)} g_k(t) f_ik`` at logits ``L0 + t M``,
+        ``A_i(t)`` the ``top_k`` largest logits of row i (a tie selects the
+        lower expert index) and ``g(t)`` their softmax; rows of zero weight
+        are skipped.
+    """
+    L0, M, log_prob, sample_weight, ts = (_f64(a) for a in (L0, M, log_prob, sample_weight, ts))
+    K, n = L0.shape
+    if M.shape != (K, n) or log_prob.shape != (K, n) or sample_weight.shape != (n,) or ts.ndim != 1:
+        raise ValueError("topk_line_loglik: L0, M, log_prob, sample_weight and ts disagree in shape")
+    nc = n_chunks(n)
+    out = np.zeros((nc, ts.shape[0]))
+    _run(_tl._topk_line_loglik, n, L0, M, log_prob, sample_weight, ts, int(top_k), nc, out)
+    return out.sum(axis=0)

@@ -142,7 +142,7 @@ class EMResult:
     thetas: list | None = None  # flat parameters at each entry of lower_bounds, when recorded
 
 
-def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None):
+def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, polish=True):
     """Run EM from the parts' current parameters until ``tol`` or ``max_iter``.
 
     Each iteration: a pass (E-step at the current parameters, with the M-step
@@ -169,6 +169,14 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None):
         start (``n_iter=0``) and once after each M-step. A true return value
         stops the run (``EMResult.stopped``). Used to record trajectories and
         run callbacks.
+    polish : bool, default=True
+        When the change falls below ``tol``, first call the gate's
+        ``polish(experts, data, tol)`` if it has one (the top-K gate, whose
+        likelihood is not smooth in the gate parameters and is searched
+        directly; :meth:`mixexp.gates.TopKSoftmaxGate.polish`); when the gate
+        moved, EM goes on from a fresh pass, the polish counting as an
+        iteration. It runs again only after an iteration that changed the
+        objective by ``tol`` or more, so it cannot loop.
 
     Returns
     -------
@@ -180,9 +188,10 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None):
         # a gate whose step needs the experts' log-densities runs its own pass
         def fused(gate, experts, data, resp_prev, out):
             return gate.em_pass(experts, data, resp_prev, out)
+    polish = getattr(gate, "polish", None) if polish else None
     history = []
     lower_bound = -np.inf
-    converged = stopped = False
+    converged = stopped = polished = False
     n_iter = 0
     gate_eval = None
     resp_prev = None
@@ -211,8 +220,17 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None):
             stopped = True
             break
         if abs(lower_bound - previous) < tol:
+            if polish is not None and not polished and n_iter < max_iter:
+                # a gate whose likelihood EM's steps cannot climb (not smooth in the
+                # gate: top-K) searches it before EM stops; then a fresh pass
+                polished = True
+                if polish(experts, data, tol):
+                    resp_prev = gate_eval = None
+                    n_iter += 1
+                    continue
             converged = True
             break
+        polished = False
         if n_iter >= max_iter:
             break
         experts.m_step(data.XeT, data.y, step.resp, data.sample_weight, stats=step.expert_stats)
