@@ -98,6 +98,13 @@ def _blocks(model, name):
     """
     if _is_estimator(model):
         check_is_fitted(model)
+        if getattr(model, "gate", None) == "hierarchical":
+            raise ValueError(
+                f"{name}: align_experts and permute_experts need a flat gate (one row of gate "
+                "parameters per expert); a hierarchical gate's parameters belong to its internal "
+                "nodes, and only permutations that respect the tree keep the model. Compare the "
+                "experts with include_gate=False on a flat refit, or use predict_gate."
+            )
         gate_raw, expert_raw, _ = model._raw_parts()
         out = {("gate", key): np.asarray(value, dtype=float) for key, value in gate_raw.items()}
         out.update({("expert", key): np.asarray(v, dtype=float) for key, v in expert_raw.items()})

@@ -179,6 +179,17 @@ def test_alignment_bad_input(three_expert):
         align_experts(MixtureOfExpertsRegressor(2), TRUTH)
 
 
+def test_alignment_refuses_a_hierarchical_gate(three_expert):
+    X, y, _ = three_expert
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hme = MixtureOfExpertsRegressor(4, gate="hierarchical", gate_depth=2, n_init=1, max_iter=5).fit(X, y)
+    with pytest.raises(ValueError, match="need a flat gate"):
+        align_experts(hme, hme)
+    with pytest.raises(ValueError, match="hierarchical gate"):
+        permute_experts(hme, [1, 0, 2, 3])
+
+
 # -- observed information ---------------------------------------------------------------------------
 def test_observed_one_expert_is_ols():
     """K = 1: the MLE is OLS and the observed information gives the OLS SEs with sigma^2 = RSS / n."""
