@@ -9,19 +9,26 @@ is the marginal cost ``(t(M) - t(1)) / (M - 1)`` of fits with ``max_iter=M`` and
 ``max_iter=1``, so the input validation, standardisation and the initial M-step
 cancel. Each time is the best of ``--repeats`` interleaved fits.
 
-Three fits per setting:
+Four fits per setting:
 
 * ``flat``: the softmax gate; with Gaussian experts EM runs the fused Numba pass
   (E-step, gate evaluation and every M-step statistic in one read of the data).
-* ``flat (generic)``: a depth-1 tree with ``branching = K``, the same model as
-  ``flat`` fitted by the same EM, but through the generic path (the gate's own
-  Newton step, no fused kernel): it separates the cost of the tree from the
-  cost of leaving the fused kernel.
+* ``depth-1 tree``: a depth-1 tree with ``branching = K``, the same model as
+  ``flat`` fitted by the same EM, through the hierarchical gate's own fused
+  pass (``HierarchicalGate.em_pass``, kernel ``mixexp._kernels.fused_hme``):
+  it separates the cost of the tree from the cost of the kernel.
 * ``HME``: the binary tree, one softmax node per internal node (K - 1 nodes),
-  each node's Newton step a weighted IRLS fit of (B - 1) p coefficients.
+  each node's Newton step a weighted IRLS fit of (B - 1) p coefficients; the
+  fused pass evaluates every node and the leaves, checks the last step node by
+  node, runs the E-step with the Gaussian experts and sums every node's Newton
+  statistics, in one read of the data.
+* ``HME (m_step)``: the same tree with ``HierarchicalGate.fused = False``: the
+  same iterates, but each EM iteration runs the gate's ``m_step`` (one read of
+  the data for the node statistics, one per step size tried) besides the pass.
 
-The ratios are HME / flat and HME / flat (generic). The 1-minute load average
-is printed: other processes skew timings.
+The ratios are HME / flat, HME / depth-1 tree and HME (m_step) / HME. The
+1-minute load average is printed before and after: other processes skew
+timings (the machine may be shared).
 
 Run from the repository root::
 
@@ -43,6 +50,9 @@ from bench_em import fmt_n, load_note, print_table  # noqa: E402
 
 from mixexp import MixtureOfExpertsRegressor  # noqa: E402
 from mixexp.exceptions import VanishingExpertWarning  # noqa: E402
+from mixexp.gates import HierarchicalGate  # noqa: E402
+
+KINDS = ["flat", "depth-1 tree", "HME", "HME (m_step)"]
 
 N_FEATURES = 3
 
@@ -61,15 +71,19 @@ def make_data(n, K, seed):
 
 def fit_time(X, y, resp, K, kind, max_iter):
     params = dict(init=resp, tol=0.0, max_iter=max_iter)
-    if kind == "HME":
+    if kind in ("HME", "HME (m_step)"):
         est = MixtureOfExpertsRegressor(K, gate="hierarchical", gate_branching=2, **params)
-    elif kind == "flat (generic)":
+    elif kind == "depth-1 tree":
         est = MixtureOfExpertsRegressor(K, gate="hierarchical", gate_branching=K, gate_depth=1, **params)
     else:
         est = MixtureOfExpertsRegressor(K, **params)
-    t0 = time.perf_counter()
-    est.fit(X, y)
-    elapsed = time.perf_counter() - t0
+    HierarchicalGate.fused = kind != "HME (m_step)"
+    try:
+        t0 = time.perf_counter()
+        est.fit(X, y)
+        elapsed = time.perf_counter() - t0
+    finally:
+        HierarchicalGate.fused = True
     assert est.n_iter_ == max_iter
     return elapsed
 
@@ -82,7 +96,6 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sizes = [10_000] if args.quick else [10_000, 100_000]
-    kinds = ["flat", "flat (generic)", "HME"]
     warnings.simplefilter("ignore", ConvergenceWarning)
     warnings.simplefilter("ignore", VanishingExpertWarning)
     print(f"HME vs flat softmax MoE, ms per EM iteration (best of {args.repeats}); {load_note()}\n")
@@ -90,11 +103,11 @@ def main(argv=None):
     for n in sizes:
         for K in (4, 8, 16):
             X, y, resp = make_data(n, K, args.seed)
-            for kind in kinds:  # compile and warm up
+            for kind in KINDS:  # compile and warm up
                 fit_time(X, y, resp, K, kind, 2)
-            best = {kind: np.inf for kind in kinds}
+            best = {kind: np.inf for kind in KINDS}
             for _ in range(args.repeats):
-                for kind in kinds:  # interleaved, so load changes hit every kind alike
+                for kind in KINDS:  # interleaved, so load changes hit every kind alike
                     long = fit_time(X, y, resp, K, kind, args.iters)
                     short = fit_time(X, y, resp, K, kind, 1)
                     best[kind] = min(best[kind], (long - short) / (args.iters - 1))
@@ -103,9 +116,10 @@ def main(argv=None):
                     fmt_n(n),
                     K,
                     int(np.log2(K)),
-                    *(f"{1e3 * best[kind]:.2f}" for kind in kinds),
+                    *(f"{1e3 * best[kind]:.2f}" for kind in KINDS),
                     f"{best['HME'] / best['flat']:.2f}",
-                    f"{best['HME'] / best['flat (generic)']:.2f}",
+                    f"{best['HME'] / best['depth-1 tree']:.2f}",
+                    f"{best['HME (m_step)'] / best['HME']:.2f}",
                 ]
             )
     print_table(
@@ -113,11 +127,10 @@ def main(argv=None):
             "n",
             "leaves",
             "depth",
-            "flat ms/it",
-            "flat (generic) ms/it",
-            "HME ms/it",
+            *(f"{kind} ms/it" for kind in KINDS),
             "HME/flat",
-            "HME/flat (generic)",
+            "HME/depth-1 tree",
+            "HME (m_step)/HME",
         ],
         rows,
     )

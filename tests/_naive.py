@@ -223,6 +223,63 @@ def hme_log_weights(XT, node_coef, branching, depth):
     return out
 
 
+def hme_node_log_softmax(XT, node_coef):
+    """Every node's log-softmax and softmax, (V, B, n), one node at a time."""
+    log = np.stack([special.log_softmax(c @ XT, axis=0) for c in node_coef])
+    return log, np.exp(log)
+
+
+def hme_masses(resp, branching):
+    """Posterior mass of every tree position, (V + K, n): internal nodes breadth first, then the leaves.
+
+    Position ``t``'s mass is the sum of the responsibilities of the leaves
+    below it, found by walking each leaf's path up to the root.
+    """
+    K, n = resp.shape
+    V = (K - 1) // (branching - 1)
+    h = np.zeros((V + K, n))
+    for k in range(K):
+        t = V + k
+        h[t] += resp[k]
+        while t > 0:
+            t = (t - 1) // branching
+            h[t] += resp[k]
+    return h
+
+
+def hme_node_stats(XT, node_coef, resp, sample_weight):
+    """Each node's (q, grad, hess) as a softmax gate with Jordan & Jacobs' targets and weights.
+
+    Node v: targets ``h_child / h_v`` (uniform where ``h_v = 0``), weights
+    ``w h_v``, through :func:`softmax_gate_stats`.
+    """
+    V, B, _ = node_coef.shape
+    h = hme_masses(resp, B)
+    log, _ = hme_node_log_softmax(XT, node_coef)
+    out = []
+    for v in range(V):
+        children = h[v * B + 1 : v * B + B + 1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            targets = np.where(h[v] > 0, children / h[v], 1.0 / B)
+        out.append(softmax_gate_stats(XT, log[v], targets, sample_weight * h[v]))
+    q = np.array([o[0] for o in out])
+    return q, np.stack([o[1] for o in out]), np.stack([o[2] for o in out])
+
+
+def fused_hme(XgT, node_coef, sample_weight, log_prob, resp_prev=None):
+    """The HME pass from its parts: leaves, E-step, per-node checks and statistics."""
+    V, B, _ = node_coef.shape
+    K = V * (B - 1) + 1
+    depth = int(round(np.log(K) / np.log(B)))
+    log_gate = hme_log_weights(XgT, node_coef, B, depth)
+    resp, ll_rows, total = e_step(log_gate, log_prob, sample_weight)
+    q_prev = None
+    if resp_prev is not None:
+        q_prev = hme_node_stats(XgT, node_coef, resp_prev, sample_weight)[0]
+    stats = hme_node_stats(XgT, node_coef, resp, sample_weight)
+    return resp, ll_rows, total, (log_gate, np.exp(log_gate)), q_prev, stats
+
+
 def topk_line_loglik(L0, M, log_prob, sample_weight, ts, top_k):
     """Top-K observed log-likelihood along the logits ``L0 + t M``, one step and one row at a time."""
     K, n = L0.shape

@@ -568,6 +568,265 @@ def fused_softmax_multinomial(
     )
 
 
+# -- hierarchical (HME) gate ------------------------------------------------------------------------
+__all__ += ["fused_hme", "hme_leaves", "hme_node_stats", "hme_nodes"]
+
+
+def _hme_coef(coef, p):
+    """Node coefficients as float64 (V, B, p), or a ValueError."""
+    coef = _f64(coef)
+    if coef.ndim != 3 or coef.shape[1] < 2 or coef.shape[2] != p:
+        raise ValueError(
+            f"node coefficients must have shape (n_nodes, branching >= 2, {p}); got {coef.shape}"
+        )
+    return coef
+
+
+def _hme_n_nodes(n_leaves, branching):
+    """Internal nodes of the complete tree with ``n_leaves`` leaves, or a ValueError."""
+    n_nodes, rem = divmod(n_leaves - 1, branching - 1)
+    size, leaves = 1, 1
+    while size < n_nodes:
+        leaves *= branching
+        size += leaves
+    if rem or n_nodes < 1 or size != n_nodes:
+        raise ValueError(f"{n_leaves} leaves are not those of a complete tree of branching {branching}")
+    return n_nodes
+
+
+def hme_nodes(XT, coef, node_ids=None, resp=None, sample_weight=None, leaves=False, nodes=True):
+    """Log-softmax of some (or all) nodes of a hierarchical gate; their objectives; the leaves.
+
+    Parameters
+    ----------
+    XT : ndarray of shape (p, n)
+    coef : ndarray of shape (V', B, p)
+        Coefficients of the nodes ``node_ids`` (breadth-first positions).
+    node_ids : ndarray of int of shape (V',), optional
+        Which nodes ``coef`` holds (default ``0, ..., V' - 1``). A node may
+        appear more than once (candidate coefficients, e.g. step sizes).
+    resp : ndarray of shape (K, n), optional
+        Leaf responsibilities: then each node's objective
+        ``sum_i w_i sum_c h_{child c, i} log g_{v,c}(x_i)`` is returned.
+    sample_weight : ndarray of shape (n,), optional
+        Required with ``resp``.
+    leaves : bool, default=False
+        Also the leaf log-weights and weights (``coef`` must then hold every
+        node, in order).
+    nodes : bool, default=True
+        Return the nodes' arrays (else they stay in per-block scratch, and
+        ``None`` is returned for them).
+
+    Returns
+    -------
+    node_log, node_prob : ndarray of shape (V', B, n) or None
+    q : ndarray of shape (V',) or None
+    leaf : tuple (log_gate, gate_prob) of (K, n) arrays, or None
+    """
+    from . import _hme as _h
+
+    XT = _f64(XT)
+    p, n = XT.shape
+    coef = _hme_coef(coef, p)
+    nv, B = coef.shape[:2]
+    node_ids = np.arange(nv) if node_ids is None else np.ascontiguousarray(node_ids, dtype=np.int64)
+    if node_ids.shape != (nv,):
+        raise ValueError("hme_nodes: node_ids and coef disagree in shape")
+    with_obj = resp is not None
+    if with_obj:
+        resp = _f64(resp)
+        sample_weight = _f64(sample_weight)
+        if resp.ndim != 2 or resp.shape[1] != n or sample_weight.shape != (n,):
+            raise ValueError("hme_nodes: XT, resp and sample_weight disagree in shape")
+        n_nodes = _hme_n_nodes(resp.shape[0], B)
+        if nv and (node_ids.min() < 0 or node_ids.max() >= n_nodes):
+            raise ValueError(f"hme_nodes: node_ids must lie in [0, {n_nodes})")
+    else:
+        resp, sample_weight, n_nodes = np.zeros((1, 1)), np.zeros(1), nv
+    if leaves:
+        if not np.array_equal(node_ids, np.arange(nv)):
+            raise ValueError("hme_nodes: the leaves need every node's coefficients, in order")
+        K = nv * (B - 1) + 1
+        _hme_n_nodes(K, B)
+        log_gate, gate_prob = np.empty((K, n)), np.empty((K, n))
+    else:
+        log_gate, gate_prob = np.empty((1, 1)), np.empty((1, 1))
+    shape = (nv, B, n) if nodes else (1, 1, 1)
+    node_log, node_prob = np.empty(shape), np.empty(shape)
+    q = np.zeros((n_chunks(n), nv))
+    _run(
+        _h.hme_nodes, n,
+        XT, coef, node_ids, n_nodes, resp, sample_weight, with_obj, nodes, node_log, node_prob, q,
+        leaves, log_gate, gate_prob,
+    )  # fmt: skip
+    leaf = (log_gate, gate_prob) if leaves else None
+    if not nodes:
+        node_log = node_prob = None
+    return node_log, node_prob, (q.sum(axis=0) if with_obj else None), leaf
+
+
+def hme_leaves(node_log):
+    """Leaf log-weights and weights (K, n) of a hierarchical gate from the nodes' (V, B, n) log-softmax."""
+    from . import _hme as _h
+
+    node_log = _f64(node_log)
+    V, B, n = node_log.shape
+    K = V * (B - 1) + 1
+    _hme_n_nodes(K, B)
+    log_gate, gate_prob = np.empty((K, n)), np.empty((K, n))
+    _run(_h.hme_leaves, n, node_log, log_gate, gate_prob)
+    return log_gate, gate_prob
+
+
+def _hme_stats_out(nc, V, B, p):
+    return np.zeros((nc, V)), np.zeros((nc, V, B - 1, p)), np.zeros((nc, V, (B - 1) * p, (B - 1) * p))
+
+
+def _hme_stats_sum(q, grad, hess, p):
+    """Chunks' partial sums added up; each node's Hessian made full (:func:`_symmetrize_block_upper`)."""
+    hess = hess.sum(axis=0)
+    full = hess + np.swapaxes(hess, 1, 2)
+    for k in range(hess.shape[1] // p):
+        s = slice(k * p, (k + 1) * p)
+        full[:, s, s] = hess[:, s, s]
+    return q.sum(axis=0), grad.sum(axis=0), full
+
+
+def hme_node_stats(XT, node_log, node_prob, resp, sample_weight):
+    """Every node's M-step objective, gradient and negative Hessian under leaf responsibilities.
+
+    Node ``v``'s objective is ``sum_i w_i sum_c h_{child c, i} log g_{v,c}(x_i)``
+    (``h`` the posterior masses below each tree position); its gradient and
+    negative Hessian are the softmax gate's (:func:`softmax_gate_stats`) with
+    targets ``h_child / h_v`` and weights ``w h_v``, child 0 the reference.
+
+    Parameters
+    ----------
+    XT : ndarray of shape (p, n)
+    node_log, node_prob : ndarray of shape (V, B, n)
+        Every node's log-softmax and softmax, breadth first.
+    resp : ndarray of shape (K, n)
+    sample_weight : ndarray of shape (n,)
+
+    Returns
+    -------
+    q : ndarray of shape (V,)
+    grad : ndarray of shape (V, B - 1, p)
+    hess : ndarray of shape (V, (B - 1) p, (B - 1) p)
+        Negative Hessians (positive semi-definite), full.
+    """
+    from . import _hme as _h
+
+    XT = _f64(XT)
+    p, n = XT.shape
+    node_log, node_prob, resp = _f64(node_log), _f64(node_prob), _f64(resp)
+    V, B = node_log.shape[:2]
+    sample_weight = _f64(sample_weight)
+    if node_log.shape != (V, B, n) or node_prob.shape != (V, B, n) or sample_weight.shape != (n,):
+        raise ValueError("hme_node_stats: XT, node_log, node_prob and sample_weight disagree in shape")
+    if resp.shape != (V * (B - 1) + 1, n) or _hme_n_nodes(resp.shape[0], B) != V:
+        raise ValueError("hme_node_stats: resp must have one row per leaf of the tree")
+    q, grad, hess = _hme_stats_out(n_chunks(n), V, B, p)
+    _run(_h.hme_node_stats, n, XT, node_log, node_prob, resp, sample_weight, q, grad, hess)
+    return _hme_stats_sum(q, grad, hess, p)
+
+
+def fused_hme(XgT, coef, sample_weight, log_prob=None, gaussian=None, resp_prev=None, out=None):
+    """A hierarchical gate's EM pass: the tree, the E-step and every node's M-step statistics.
+
+    Parameters
+    ----------
+    XgT : ndarray of shape (p, n)
+        Gate design.
+    coef : ndarray of shape (V, B, p)
+        Every node's coefficients, breadth first.
+    sample_weight : ndarray of shape (n,)
+    log_prob : ndarray of shape (K, n), optional
+        The experts' log-densities (give this or ``gaussian``). It may be
+        ``out[2]``, which the responsibilities then overwrite.
+    gaussian : tuple (XeT, y, expert_coef, var), optional
+        Gaussian linear experts, computed in the pass with their weighted
+        moments (give this or ``log_prob``).
+    resp_prev : ndarray of shape (K, n), optional
+        Responsibilities of the previous pass: each node's objective at
+        ``coef`` under them is then returned (to check the last gate step).
+    out : tuple of three ndarrays of shape (K, n), optional
+        Buffers to reuse for ``(log_gate, gate_prob, resp)`` (none of them may
+        be ``resp_prev``).
+
+    Returns
+    -------
+    resp, ll_rows, total
+        As :func:`e_step`.
+    gate_eval : tuple (log_gate, gate_prob)
+        The leaves at ``coef``, each (K, n).
+    q_prev : ndarray of shape (V,) or None
+        Each node's objective under ``resp_prev``, when given.
+    gate_stats : tuple (q, grad, hess)
+        As :func:`hme_node_stats`, under the new responsibilities.
+    expert_stats : tuple (gram, xy, yy, nk) or None
+        As :func:`linear_stats`, with ``gaussian``.
+    """
+    from . import _hme as _h
+
+    XgT = _f64(XgT)
+    p, n = XgT.shape
+    coef = _hme_coef(coef, p)
+    V, B = coef.shape[:2]
+    K = V * (B - 1) + 1
+    _hme_n_nodes(K, B)
+    sample_weight = _f64(sample_weight)
+    if sample_weight.shape != (n,):
+        raise ValueError("fused_hme: XgT and sample_weight disagree in shape")
+    if (log_prob is None) == (gaussian is None):
+        raise ValueError("fused_hme: give exactly one of log_prob and gaussian")
+    nc = n_chunks(n)
+    out = (None, None, None) if out is None else out
+    log_gate, gate_prob = _out(out[0], (K, n)), _out(out[1], (K, n))
+    if gaussian is not None:
+        XeT, y, ecoef, var = (_f64(a) for a in gaussian)
+        pe = XeT.shape[0]
+        if XeT.shape != (pe, n) or y.shape != (n,) or ecoef.shape != (K, pe) or var.shape != (K,):
+            raise ValueError("fused_hme: the Gaussian experts disagree in shape with the tree and the data")
+        log_prob = np.zeros((1, 1))
+        resp = _out(out[2], (K, n))
+        gram, xy = np.zeros((nc, K, pe, pe)), np.zeros((nc, K, pe))
+        yy, nk = np.zeros((nc, K)), np.zeros((nc, K))
+    else:
+        XeT, y, ecoef, var = np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)), np.ones(1)
+        log_prob = _f64(log_prob)
+        if log_prob.shape != (K, n):
+            raise ValueError(f"fused_hme: log_prob must have shape ({K}, {n}); got {log_prob.shape}")
+        # the responsibilities may overwrite the log-densities (each element is read first)
+        resp = out[2] if out[2] is log_prob else _out(out[2], (K, n))
+        gram, xy, yy, nk = np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1)), np.zeros((1, 1))
+    with_prev = resp_prev is not None
+    if with_prev:
+        resp_prev = _f64(resp_prev)
+        if resp_prev.shape != (K, n):
+            raise ValueError(f"fused_hme: resp_prev must have shape ({K}, {n}); got {resp_prev.shape}")
+        if any(np.shares_memory(b, resp_prev) for b in (log_gate, gate_prob, resp)):
+            raise ValueError("fused_hme: an out buffer overlaps resp_prev")
+    else:
+        resp_prev = np.zeros((1, 1))
+    ll_rows = np.empty(n)
+    ll_parts = np.zeros(nc)
+    qprev = np.zeros((nc, V))
+    q, grad, hess = _hme_stats_out(nc, V, B, p)
+    _run(
+        _h.fused_hme, n,
+        XgT, coef, XeT, y, ecoef, var, log_prob, gaussian is not None, sample_weight, resp_prev, with_prev,
+        log_gate, gate_prob, resp, ll_rows, ll_parts, qprev, q, grad, hess, gram, xy, yy, nk,
+    )  # fmt: skip
+    expert_stats = None
+    if gaussian is not None:
+        expert_stats = (_symmetrize_upper(gram.sum(axis=0)), xy.sum(axis=0), yy.sum(axis=0), nk.sum(axis=0))
+    return (
+        resp, ll_rows, float(ll_parts.sum()), (log_gate, gate_prob),
+        qprev.sum(axis=0) if with_prev else None, _hme_stats_sum(q, grad, hess, p), expert_stats,
+    )  # fmt: skip
+
+
 # -- Gaussian gate with Gaussian linear experts -----------------------------------------------------
 __all__ += ["fused_gaussian_gate_gaussian"]
 

@@ -4,11 +4,16 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._kernels import fused_hme, hme_leaves, hme_node_stats, hme_nodes
 from .._scaling import linear_to_raw
 from ._softmax import _MAX_HALVINGS, GateEval, SoftmaxGate, newton_direction, slope_penalty
 
 #: smallest node mass used to normalise a node's targets (rows below it carry ~no weight)
 _TINY_MASS = 1e-300
+#: step sizes the node step halving tries in one read of the data
+_HALVING_BATCH = 8
+#: candidate node coefficients per read at most (bounds the kernel's per-block scratch)
+_MAX_CANDIDATES = 64
 
 
 def tree_depth(n_experts, branching):
@@ -36,35 +41,15 @@ def tree_depth(n_experts, branching):
     return depth
 
 
-def _node_log_softmax(XT, coef):
-    """Log-softmax of every node's logits: ``coef`` (V, B, p) -> log, prob (V, B, n).
-
-    One matrix product for all the nodes (plain numpy: a tree's nodes are many
-    small softmaxes, where one call beats one Numba kernel call per node).
-    """
-    V, B, p = coef.shape
-    logits = (coef.reshape(V * B, p) @ XT).reshape(V, B, -1)
-    logits -= logits.max(axis=1, keepdims=True)
-    prob = np.exp(logits)
-    total = prob.sum(axis=1, keepdims=True)
-    logits -= np.log(total)
-    prob /= total
-    return logits, prob
-
-
-def _node_objectives(targets, weights, log):
-    """Each node's ``sum_i w_vi sum_c t_vci log g_vc(x_i)``, (V,); terms with t = 0 count 0."""
-    # log-softmax of finite logits is finite, so t * log is 0 where t = 0
-    return np.einsum("vn,vbn,vbn->v", weights, targets, log)
-
-
 class HierarchicalGateEval(NamedTuple):
     """A hierarchical gate evaluated on a design.
 
     ``log`` and ``prob`` are the (K, n) leaf log-weights and weights; ``nodes``
     the :class:`GateEval` of every internal node, (branching, n) each, in the
     gate's node order; ``node_log`` and ``node_prob`` the same stacked,
-    (n_nodes, branching, n).
+    (n_nodes, branching, n). The EM pass (:meth:`HierarchicalGate.em_pass`)
+    keeps the nodes' arrays in per-block scratch only: its evaluations have
+    ``nodes=[]`` and ``node_log = node_prob = None``.
     """
 
     log: np.ndarray
@@ -100,6 +85,16 @@ class HierarchicalGate:
     ``sum_i w_i sum_k r_ki log g_k(x_i)`` is the sum of these node
     objectives, each node's step ascends its own, so the gate step ascends and
     EM never decreases the log-likelihood (a generalised EM step).
+
+    In the EM loop the gate brings its own pass (:meth:`em_pass`, the Numba
+    kernel :func:`mixexp._kernels.fused_hme`): one read of the data evaluates
+    every node and the leaves, checks the last gate step node by node, runs
+    the E-step (with the Gaussian experts' log-densities and moments for
+    ``expert="gaussian"``) and sums every node's Newton statistics. Each
+    node's Newton step is then proposed (:meth:`propose`) and checked by the
+    next pass under the responsibilities it came from (:meth:`accept`); a
+    node whose step did not ascend is halved (:meth:`backtrack`) as in
+    :meth:`m_step`, so the iterates are those of :meth:`m_step` up to rounding.
 
     Parameters
     ----------
@@ -143,6 +138,7 @@ class HierarchicalGate:
         self.newton_steps = newton_steps
         self.l1_ratio = l1_ratio
         self.n_nodes = (self.branching**self.depth - 1) // (self.branching - 1)
+        self._pending = None
         self.nodes = [
             SoftmaxGate(self.branching, penalty=penalty, newton_steps=newton_steps, l1_ratio=l1_ratio)
             for _ in range(self.n_nodes)
@@ -187,19 +183,16 @@ class HierarchicalGate:
         -------
         HierarchicalGateEval
         """
-        return self._combine(*_node_log_softmax(XT, self.coef))
+        node_log, node_prob, _, (log, prob) = hme_nodes(XT, self.coef, leaves=True)
+        return self._eval(log, prob, node_log, node_prob)
+
+    def _eval(self, log, prob, node_log, node_prob):
+        evals = [GateEval(node_log[v], node_prob[v]) for v in range(self.n_nodes)]
+        return HierarchicalGateEval(log, prob, evals, node_log, node_prob)
 
     def _combine(self, node_log, node_prob):
-        """The leaves' log-weights from the nodes' (n_nodes, branching, n) log-probabilities."""
-        log = node_log[0]
-        for level in range(1, self.depth):
-            # the nodes of this level are the children of the level above, in order: add each
-            # node's log-probabilities to its parent's log-weight
-            nodes = self._level_nodes(level)
-            log = (log[:, None, :] + node_log[nodes.start : nodes.stop]).reshape(-1, log.shape[-1])
-        log = np.array(log)  # its own memory (the E-step may overwrite buffers it is given)
-        evals = [GateEval(node_log[v], node_prob[v]) for v in range(self.n_nodes)]
-        return HierarchicalGateEval(log, np.exp(log), evals, node_log, node_prob)
+        """The gate's evaluation from the nodes' (n_nodes, branching, n) log-softmax and softmax."""
+        return self._eval(*hme_leaves(node_log), node_log, node_prob)
 
     def log_weights(self, XT):
         """Leaf log mixing weights, a (K, n) array of log g_k(x_i)."""
@@ -291,6 +284,7 @@ class HierarchicalGate:
         """Fit every node to the responsibilities from scratch (coefficients start at 0)."""
         for node in self.nodes:
             node.coef = np.zeros((self.branching, XT.shape[0]))
+        self._pending = None
         return self.m_step(XT, resp, sample_weight, max_steps=max_steps)
 
     def m_step(self, XT, resp, sample_weight, current=None, stats=None, max_steps=None):
@@ -305,8 +299,11 @@ class HierarchicalGate:
         sample_weight : ndarray of shape (n,)
         current : HierarchicalGateEval, optional
             The gate evaluated at the current coefficients, if already known.
-        stats : None
-            Unused (no fused pass); accepted for the gate interface.
+        stats : tuple (q, grad, hess), optional
+            Every node's objective (n_nodes,), gradient (n_nodes, branching - 1, p)
+            and negative Hessian at the current coefficients under ``resp``,
+            as :func:`mixexp._kernels.hme_node_stats` returns them, if already
+            known (used for the first Newton step).
         max_steps : int, optional
             Newton steps per node (default ``newton_steps``).
 
@@ -319,16 +316,52 @@ class HierarchicalGate:
         if isinstance(current, HierarchicalGateEval) and current.node_log is not None:
             log, prob = current.node_log, current.node_prob
         else:
-            log, prob = _node_log_softmax(XT, self.coef)
-        targets, weights = self._stacked_targets(resp, sample_weight)
+            log, prob, _, _ = hme_nodes(XT, self.coef)
         steps = self.newton_steps if max_steps is None else max_steps
-        for _ in range(steps):
-            log, prob, moved = self._newton_step(XT, targets, weights, log, prob)
+        for step in range(steps):
+            if stats is None or step > 0:
+                stats = hme_node_stats(XT, log, prob, resp, sample_weight)
+            log, prob, moved = self._newton_step(XT, resp, sample_weight, log, prob, stats)
             if not moved:
                 break
         return self._combine(log, prob)
 
-    def _newton_step(self, XT, targets, weights, log, prob):
+    def _directions(self, q, grad, hess):
+        """Every node's Newton direction (list of (branching - 1, p)) and penalised objective (n_nodes,).
+
+        Each node's is :func:`newton_direction`'s; with a ridge penalty (or
+        none) the nodes' damped Newton systems are solved in one batched call
+        (the same systems, the same LAPACK solve, without a Python call per node).
+        """
+        penalty, l1_ratio = self.penalty, self.l1_ratio
+        if not (l1_ratio > 0.0 and penalty > 0.0):
+            coef = self.coef
+            V, B, p = coef.shape
+            m = (B - 1) * p
+            pen_mask = np.full(p, float(penalty))
+            pen_mask[0] = 0.0  # the intercept is not penalised
+            g = (grad - coef[:, 1:] * pen_mask).reshape(V, m, 1)
+            H = hess.copy()
+            diag = np.arange(m)
+            H[:, diag, diag] += np.tile(pen_mask, B - 1)
+            # newton_direction's Levenberg damping, node by node
+            H[:, diag, diag] += 1e-10 * np.maximum(1.0, H[:, diag, diag].sum(axis=1) / m)[:, None]
+            try:
+                delta = np.linalg.solve(H, g)[..., 0].reshape(V, B - 1, p)
+            except np.linalg.LinAlgError:
+                pass  # a singular node: newton_direction's least-squares fallback, node by node
+            else:
+                old = np.array([q[v] - slope_penalty(coef[v], penalty, True, l1_ratio) for v in range(V)])
+                return list(delta), old
+        directions, old = [], np.empty(self.n_nodes)
+        for v, node in enumerate(self.nodes):
+            delta, old[v] = newton_direction(
+                node.coef, q[v], grad[v], hess[v], node.penalty, True, node.l1_ratio
+            )
+            directions.append(delta)
+        return directions, old
+
+    def _newton_step(self, XT, resp, sample_weight, log, prob, stats):
         """One Newton step with step halving at every node, all nodes at once.
 
         The node objectives are separate (each node has its own coefficients),
@@ -342,58 +375,210 @@ class HierarchicalGate:
         moved : bool
             Whether a node's objective rose by more than rounding.
         """
-        B, p = self.branching, XT.shape[0]
-        q = _node_objectives(targets, weights, log)
-        # gradient of node v's objective in rows 1..B-1, and its negative Hessian
-        # sum_i w_vi (diag(g) - g g^T)_{ab} x_i x_i^T (a, b = 1..B-1)
-        grad = ((targets[:, 1:] - prob[:, 1:]) * weights[:, None, :]) @ XT.T
-        directions, old = [], np.empty(self.n_nodes)
-        for v, node in enumerate(self.nodes):
-            hess = np.empty(((B - 1) * p, (B - 1) * p))
-            g = prob[v, 1:]
-            for a in range(B - 1):
-                for b in range(a, B - 1):
-                    c = weights[v] * ((g[a] if a == b else 0.0) - g[a] * g[b])
-                    block = (XT * c) @ XT.T
-                    hess[a * p : (a + 1) * p, b * p : (b + 1) * p] = block
-                    hess[b * p : (b + 1) * p, a * p : (a + 1) * p] = block.T
-            delta, old[v] = newton_direction(
-                node.coef, q[v], grad[v], hess, node.penalty, True, node.l1_ratio
-            )
-            directions.append(delta)
-        base = self.coef
-        todo = np.arange(self.n_nodes)
-        t = 1.0
+        q = stats[0]
+        directions, old = self._directions(*stats)
+        every = np.arange(self.n_nodes)
+        return self._halving(
+            XT, resp, sample_weight, self.coef, directions, old, q, every, 1.0, _MAX_HALVINGS, log, prob
+        )
+
+    def _halving(
+        self, XT, resp, sample_weight, base, directions, old, q, todo, first, trials, log=None, prob=None
+    ):  # fmt: skip
+        """Step halving of the nodes ``todo`` from ``base`` (n_nodes, branching, p) along ``directions``.
+
+        Step sizes ``first, first / 2, ...`` (``trials`` of them); each node
+        keeps the first whose penalised objective under ``resp`` is not below
+        ``old[v]`` (``q[v]``, its unpenalised objective at ``base``, scales the
+        rounding threshold of ``moved``); a node where none does keeps
+        ``base``. Up to ``_HALVING_BATCH`` step sizes are tried in one read of
+        the data (the same choice as trying them one at a time). With
+        ``log``/``prob`` (the nodes at ``base``; every node in ``todo``) the
+        first step size is tried alone, with the nodes' arrays, and the nodes
+        at the new coefficients are returned (new arrays when some node did
+        not take the first step); else ``None, None``. Also returns ``moved``.
+        """
+        B, p = self.branching, base.shape[2]
         moved = False
-        copied = False
-        for _ in range(_MAX_HALVINGS):
-            coef = base[todo].copy()
-            coef[:, 1:] += t * np.stack([directions[v] for v in todo])
-            new_log, new_prob = _node_log_softmax(XT, coef)
-            new_q = _node_objectives(targets[todo], weights[todo], new_log)
-            keep = []
-            for j, v in enumerate(todo):
-                node = self.nodes[v]
-                new_obj = new_q[j] - slope_penalty(coef[j], node.penalty, True, node.l1_ratio)
-                if np.isfinite(new_obj) and new_obj >= old[v]:
-                    node.coef = coef[j]
-                    moved |= new_obj - old[v] > 1e-12 * max(1.0, abs(q[v]))
-                else:
-                    keep.append(j)
-            if len(keep) == 0 and todo.size == self.n_nodes:
+        t, left = first, trials
+        if log is not None:
+            coefs = self._candidates(base, directions, todo, [t])
+            new_log, new_prob, new_q, _ = hme_nodes(XT, coefs[0], todo, resp, sample_weight)
+            taken, moved = self._take_first(todo, coefs, new_q[None], old, q)
+            if taken.all() and todo.size == self.n_nodes:
                 return new_log, new_prob, moved  # every node took the full step
-            if not copied:  # the caller's arrays stay as they were
-                log, prob, copied = log.copy(), prob.copy(), True
-            accepted = np.setdiff1d(np.arange(todo.size), keep)
-            log[todo[accepted]], prob[todo[accepted]] = new_log[accepted], new_prob[accepted]
-            todo = todo[keep]
-            if todo.size == 0:
-                break
-            t *= 0.5
+            log, prob = log.copy(), prob.copy()  # the caller's arrays stay as they were
+            log[todo[taken]], prob[todo[taken]] = new_log[taken], new_prob[taken]
+            todo, t, left = todo[~taken], 0.5 * t, left - 1
+        later = []
+        while todo.size and left > 0:
+            T = min(left, _HALVING_BATCH, max(1, _MAX_CANDIDATES // todo.size))
+            ts = t * 0.5 ** np.arange(T)
+            coefs = self._candidates(base, directions, todo, ts)
+            _, _, new_q, _ = hme_nodes(
+                XT, coefs.reshape(-1, B, p), np.tile(todo, T), resp, sample_weight, nodes=False
+            )
+            taken, step_moved = self._take_first(todo, coefs, new_q.reshape(T, todo.size), old, q)
+            moved |= step_moved
+            later.extend(todo[taken])
+            todo, t, left = todo[~taken], 0.5 * ts[-1], left - T
+        if log is not None and later:
+            later = np.sort(np.array(later))
+            log[later], prob[later], _, _ = hme_nodes(XT, self.coef[later], later)
         return log, prob, moved
 
-    # the EM loop checks for a deferred (fused-pass) step; this gate takes its steps in m_step
-    pending = False
+    @staticmethod
+    def _candidates(base, directions, todo, ts):
+        """``base[v]`` plus ``t`` times node v's direction (rows 1..B-1): (len(ts), len(todo), B, p)."""
+        step = np.stack([directions[v] for v in todo])
+        coefs = np.empty((len(ts), *base[todo].shape))
+        for s, t in enumerate(ts):
+            coefs[s] = base[todo]
+            coefs[s, :, 1:] += t * step
+        return coefs
+
+    def _take_first(self, todo, coefs, q_new, old, q):
+        """Give node ``todo[j]`` the first ``coefs[s, j]`` whose penalised objective is >= ``old``.
+
+        ``q_new[s, j]`` is the unpenalised objective of ``coefs[s, j]``.
+        Returns which nodes took one (bool, (len(todo),)) and ``moved``
+        (whether an objective rose by more than rounding).
+        """
+        taken = np.zeros(todo.size, dtype=bool)
+        moved = False
+        for j, v in enumerate(todo):
+            node = self.nodes[v]
+            for s in range(coefs.shape[0]):
+                new_obj = q_new[s, j] - slope_penalty(coefs[s, j], node.penalty, True, node.l1_ratio)
+                if np.isfinite(new_obj) and new_obj >= old[v]:
+                    node.coef = coefs[s, j]
+                    moved |= new_obj - old[v] > 1e-12 * max(1.0, abs(q[v]))
+                    taken[j] = True
+                    break
+        return taken, moved
+
+    # -- the EM loop's pass and deferred step (see em_pass) ----------------------------------
+    #: take the Newton step in the EM pass (proposed, then checked by the next pass); False
+    #: makes every EM iteration run :meth:`m_step` instead (same iterates, one more read of the data)
+    fused = True
+
+    @property
+    def pending(self):
+        """Whether a step proposed by :meth:`propose` awaits the next pass."""
+        return getattr(self, "_pending", None) is not None
+
+    def em_pass(self, experts, data, resp_prev, out):
+        """The EM loop's pass for this gate (see :func:`mixexp.solvers.run_em`).
+
+        One call of the kernel :func:`mixexp._kernels.fused_hme`: the tree
+        at the current coefficients (leaves ``log``/``prob``), each node's
+        objective under ``resp_prev`` (the check of a proposed step, for
+        :meth:`accept`), the E-step, and every node's objective, gradient and
+        negative Hessian under the new responsibilities (for :meth:`propose`).
+        Gaussian linear experts (``experts.kind == "gaussian"``) are evaluated
+        in the kernel, which then also returns their weighted moments; other
+        families give their log-densities first. When the pending step is a
+        whole :meth:`m_step` (``newton_steps > 1``, or ``fused = False``) it
+        is taken here first, under ``resp_prev``.
+
+        Parameters
+        ----------
+        experts : ExpertFamily
+        data : Design
+        resp_prev : ndarray of shape (K, n) or None
+            The responsibilities the pending step was computed from.
+        out : tuple of three ndarrays of shape (K, n) or None
+            Buffers the pass may overwrite (log-weights, weights, responsibilities).
+
+        Returns
+        -------
+        Pass
+        """
+        from ..solvers._em import Pass
+
+        if self.pending and self._pending[0] == "m_step":
+            stats = self._pending[1]
+            self._pending = None
+            self.m_step(data.XgT, resp_prev, data.sample_weight, stats=stats)
+        out = (None, None, None) if out is None else out
+        if experts.kind == "gaussian":
+            log_prob, gaussian = None, (data.XeT, data.y, experts.coef, experts.var)
+        else:
+            log_prob, gaussian = experts.log_prob(data.XeT, data.y), None
+            out = (out[0], out[1], log_prob)  # the responsibilities overwrite the log-densities
+        check = resp_prev if self.pending else None
+        resp, ll_rows, total, leaves, q_prev, gate_stats, expert_stats = fused_hme(
+            data.XgT, self.coef, data.sample_weight, log_prob, gaussian, check, out
+        )
+        return Pass(resp, ll_rows, total, HierarchicalGateEval(*leaves, []), q_prev, gate_stats, expert_stats)
+
+    def propose(self, stats):
+        """Take every node's full Newton step without checking it (the next pass checks it).
+
+        Parameters
+        ----------
+        stats : tuple (q, grad, hess)
+            Every node's statistics at the current coefficients, from the pass
+            (see :meth:`m_step`). With ``newton_steps > 1`` or ``fused = False``
+            they are kept, and the next :meth:`em_pass` runs :meth:`m_step`.
+        """
+        self._sync()
+        if self.newton_steps != 1 or not self.fused:
+            self._pending = ("m_step", stats)
+            return
+        directions, old = self._directions(*stats)
+        base = self.coef
+        for v, node in enumerate(self.nodes):
+            coef = base[v].copy()
+            coef[1:] += directions[v]
+            node.coef = coef
+        self._pending = ("check", base, directions, old, stats[0], None)
+
+    def accept(self, q_new):
+        """Check the proposed step node by node given each node's objective ``q_new``.
+
+        Parameters
+        ----------
+        q_new : ndarray of shape (n_nodes,)
+            Each node's unpenalised objective at the proposed coefficients
+            under the responsibilities the step was computed from (the pass's
+            ``q_prev``).
+
+        Returns
+        -------
+        bool
+            True if every node's penalised objective did not decrease (the
+            step is kept); else False, and :meth:`backtrack` halves the steps
+            of the nodes whose objective decreased (the others keep theirs).
+        """
+        kind, base, directions, old, q, _ = self._pending
+        rejected = []
+        for v, node in enumerate(self.nodes):
+            new_obj = q_new[v] - slope_penalty(node.coef, node.penalty, True, node.l1_ratio)
+            if not (np.isfinite(new_obj) and new_obj >= old[v]):
+                rejected.append(v)
+        if not rejected:
+            self._pending = None
+            return True
+        self._pending = (kind, base, directions, old, q, np.array(rejected))
+        return False
+
+    def backtrack(self, XT, resp, sample_weight):
+        """Halve the rejected nodes' steps (from 1/2) until each ascends under ``resp``, or drop them.
+
+        Parameters
+        ----------
+        XT : ndarray of shape (p, n)
+            Gate design.
+        resp : ndarray of shape (K, n)
+            The responsibilities the proposed step was computed from.
+        sample_weight : ndarray of shape (n,)
+        """
+        _, base, directions, old, q, rejected = self._pending
+        self._pending = None
+        for v in rejected:
+            self.nodes[v].coef = base[v].copy()
+        self._halving(XT, resp, sample_weight, base, directions, old, q, rejected, 0.5, _MAX_HALVINGS - 1)
 
     # -- raw scale -----------------------------------------------------------------
     def raw_params(self, scaling, intercept=True):
@@ -414,6 +599,7 @@ class HierarchicalGate:
             )
         for node, coef in zip(self.nodes, node_coef, strict=True):
             node.set_raw_params({"coef": coef}, scaling)
+        self._pending = None
 
     def tree(self, scaling=None):
         """The node structure: one dict per internal node, breadth first.
@@ -467,6 +653,7 @@ class HierarchicalGate:
             raise ValueError(f"theta has {theta.size} entries, not a multiple of n_nodes={self.n_nodes}.")
         for v, node in enumerate(self.nodes):
             node.set_flat(theta[v * size : (v + 1) * size])
+        self._pending = None
 
     def flat_grad(self, XT, resp, sample_weight, current=None):
         """Gradient of ``sum_i w_i sum_k r_ki log g_k(x_i)`` with respect to :meth:`get_flat`.
@@ -485,7 +672,9 @@ class HierarchicalGate:
         -------
         ndarray of shape (n_parameters,)
         """
-        node_evals = current.nodes if isinstance(current, HierarchicalGateEval) else [None] * self.n_nodes
+        node_evals = [None] * self.n_nodes  # (an EM pass's evaluation keeps no node arrays)
+        if isinstance(current, HierarchicalGateEval) and current.node_log is not None:
+            node_evals = current.nodes
         return np.concatenate(
             [
                 node.flat_grad(XT, t, w, current=ev)
