@@ -11,6 +11,7 @@ re-run skips the cells already there (a JSON file beside it records the
 settings, and a re-run with other settings is refused).
 """
 
+import csv
 import json
 import time
 import warnings
@@ -42,7 +43,9 @@ class GateSpec:
     d1, d2 : callable
         ``d1(fitted, true)`` and ``d2(fitted, true, r_bar)`` Voronoi losses.
     cell_errors : callable
-        ``cell_errors(fitted, true)`` returning a :class:`~mixexp.theory.losses.CellErrors`.
+        ``cell_errors(fitted, true, r_bar=None)`` returning a
+        :class:`~mixexp.theory.losses.CellErrors` (with the exponents of
+        ``d2`` for ``r_bar``).
     parameters : tuple of str
         The keys of its ``errors``.
     fit : callable or None
@@ -134,7 +137,9 @@ GATE_SPECS = {
     "gaussian": GateSpec(
         _losses.gaussian_gating_d1,
         lambda fitted, true, r_bar=None: _losses.gaussian_gating_d2(fitted, true, r_bar=r_bar, r_tilde=r_bar),
-        _losses.gaussian_cell_errors,
+        lambda fitted, true, r_bar=None: _losses.gaussian_cell_errors(
+            fitted, true, r_bar=r_bar, r_tilde=r_bar
+        ),
         _losses.GAUSSIAN_PARAMETERS,
         _em_fit,
     ),
@@ -219,6 +224,21 @@ def _open_checkpoint(checkpoint, settings, base_seed, random_state):
     return path, rows, base_seed
 
 
+def _check_checkpoint_columns(path, columns):
+    """Refuse a checkpoint whose header is not ``columns`` (rows appended to it would be misread)."""
+    if not (path.exists() and path.stat().st_size):
+        return
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if header != list(columns):
+        missing = [c for c in columns if c not in header]
+        raise ValueError(
+            f"the checkpoint {path} holds other columns than this version of mixexp writes"
+            f"{f' (missing: {missing})' if missing else ''}; delete it and {path.name}.json to recompute, "
+            "or use another path."
+        )
+
+
 def _run_cells(func, spec, cells, keys, columns, n_jobs, progress, checkpoint, settings, random_state, desc):
     """Run ``func(spec, *cell, seed)`` over the cells not in the checkpoint; all rows, sorted."""
     from joblib import Parallel, delayed
@@ -228,6 +248,7 @@ def _run_cells(func, spec, cells, keys, columns, n_jobs, progress, checkpoint, s
     path = None
     if checkpoint is not None:
         path, rows, base_seed = _open_checkpoint(checkpoint, settings, base_seed, random_state)
+        _check_checkpoint_columns(path, columns)
         for row in rows:
             if all(isinstance(row.get(k), (int, np.integer)) for k in keys):
                 done[tuple(row[k] for k in keys)] = row
@@ -274,6 +295,7 @@ class _RateSpec:
 
 def _rate_columns(n_experts, parameters):
     per = [f"{p}_size{m}" for p in parameters for m in range(1, n_experts + 1)]
+    per += [f"{p}_size{m}_w" for p in parameters for m in range(2, n_experts + 1)]
     return [
         "n",
         "replicate",
@@ -322,7 +344,7 @@ def _rate_cell(spec, n, replicate, seed, single_job=True):
         d2 = gate.d2(fitted, model, r_bar=spec.r_bar)
     except ValueError:  # a cell larger than the r_bar table
         d2 = float("nan")
-    summary = _losses.summarize_cell_errors(gate.cell_errors(fitted, model), spec.n_experts)
+    summary = _losses.summarize_cell_errors(gate.cell_errors(fitted, model, r_bar=spec.r_bar), spec.n_experts)
     exact = spec.n_experts == model.n_experts
     return {
         "n": int(n),
@@ -431,7 +453,9 @@ def rate_experiment(
         Show a tqdm bar (if tqdm is installed).
     checkpoint : str or Path, default=None
         CSV file that every finished cell is appended to; a re-run skips the
-        cells already in it.
+        cells already in it. A checkpoint written with other columns (e.g. by
+        a version of mixexp without the ``*_w`` columns) is refused with a
+        ValueError.
 
     Returns
     -------
@@ -441,6 +465,9 @@ def rate_experiment(
         ``d1``, ``d2``, ``mass`` (largest cell-weight error),
         ``max_cell_size``, ``{parameter}_size{m}`` (largest error of that
         parameter among atoms in cells of ``m`` atoms, NaN if none),
+        ``{parameter}_size{m}_w`` for ``m >= 2`` (the error weighted as in
+        D2, whose rate the theory bounds; see
+        :func:`~mixexp.theory.losses.summarize_cell_errors`),
         ``n_iter``, ``converged``, ``lower_bound``, ``fit_time``. A pandas
         DataFrame when pandas is installed, else a dict of arrays.
 
