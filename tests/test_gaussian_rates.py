@@ -220,6 +220,25 @@ def test_registry_runs_a_small_gaussian_sweep_and_summarises_it():
     assert "1 II" in format_gaussian_summary(summary)
 
 
+def test_gaussian_rate_tables_takes_replicate_counts_per_n(tmp_path):
+    # {"default": 2, 300: 1}: two replicates at n = 150, one at n = 300, and replicate r at n is the
+    # same fit (same seed, same loss) as in a run with an int count, so checkpoints are shared
+    base = {"n_grid": [150, 300], "max_iter": 5, "tol": 1e-6}
+    case = [(1, "I", 4)]
+    mixed = gaussian_rate_tables(
+        {**base, "n_replicates": {"default": 2, 300: 1}}, case, progress=False, random_state=3,
+        checkpoint_dir=tmp_path,
+    )[case[0]]
+    assert list(zip(mixed["n"], mixed["replicate"], strict=True)) == [(150, 0), (150, 1), (300, 0)]
+    plain = gaussian_rate_tables({**base, "n_replicates": 2}, case, progress=False, random_state=3)[case[0]]
+    np.testing.assert_array_equal(mixed["seed"], plain["seed"].iloc[:3])
+    np.testing.assert_allclose(mixed["loss"], plain["loss"].iloc[:3], rtol=1e-12)
+    assert len(_tables.read_rows(tmp_path / "gaussian_d1_typeI_K4.csv")) == 3
+    assert GAUSSIAN_SETTINGS["full"]["n_replicates"]["default"] >= 4
+    with pytest.raises(ValueError, match="'default'"):
+        gaussian_rate_tables({**base, "n_replicates": {300: 1}}, case, progress=False)
+
+
 def test_gaussian_rate_summary_recovers_a_known_slope():
     # a table that is exactly 0.3 n^-0.5 times lognormal noise of SD 0.05 over 20 replicates at 5 n:
     # the fitted slope's standard error is about 0.05 / sqrt(20) / sd(log n) ~ 0.006, so 0.03 is safe
