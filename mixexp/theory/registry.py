@@ -321,6 +321,25 @@ def format_summary(summary):
     return "\n".join(lines)
 
 
+def _plot_rate_columns(ax, table, columns, statistic):
+    """Log-log centres (with the 25-75% band) of ``columns`` against n, each with its fitted slope."""
+    for column in columns:
+        summary = as_columns(summarize_by_n(table, column, statistic=statistic))
+        ok = np.isfinite(summary["center"]) & (summary["center"] > 0)
+        if ok.sum() < 2:
+            continue
+        n, center = summary["n"][ok], summary["center"][ok]
+        try:
+            fit = _quiet_fit(table, column, statistic=statistic, n_boot=200)
+            label = f"{column} ({fit.slope:+.2f})"
+        except ValueError:
+            fit, label = None, column
+        (line,) = ax.loglog(n, center, "o", ms=4, label=label)
+        ax.fill_between(n, summary["q25"][ok], summary["q75"][ok], color=line.get_color(), alpha=0.15)
+        if fit is not None:
+            ax.loglog(n, fit.predict(n), "-", color=line.get_color(), lw=1)
+
+
 def plot_softmax_rates(tables, path=None, statistic="median"):
     """Log-log curves of the losses and per-parameter errors, with fitted slopes.
 
@@ -349,21 +368,7 @@ def plot_softmax_rates(tables, path=None, statistic="median"):
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
     for ax, (K, columns) in zip(axes[0], panels, strict=True):
-        for column in columns:
-            summary = as_columns(summarize_by_n(tables[K], column, statistic=statistic))
-            ok = np.isfinite(summary["center"]) & (summary["center"] > 0)
-            if ok.sum() < 2:
-                continue
-            n, center = summary["n"][ok], summary["center"][ok]
-            try:
-                fit = _quiet_fit(tables[K], column, statistic=statistic, n_boot=200)
-                label = f"{column} ({fit.slope:+.2f})"
-            except ValueError:
-                fit, label = None, column
-            (line,) = ax.loglog(n, center, "o", ms=4, label=label)
-            ax.fill_between(n, summary["q25"][ok], summary["q75"][ok], color=line.get_color(), alpha=0.15)
-            if fit is not None:
-                ax.loglog(n, fit.predict(n), "-", color=line.get_color(), lw=1)
+        _plot_rate_columns(ax, tables[K], columns, statistic)
         kind = "exact-fitted, D1" if K == 2 else "over-fitted, D2"
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"K = {K} ({kind})")
@@ -1011,21 +1016,7 @@ def plot_topk_rates(tables, path=None, statistic="median", panels=TOPK_PANELS):
     panels = [(K, columns) for K, columns in panels if K in tables]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False)
     for ax, (K, columns) in zip(axes[0], panels, strict=True):
-        for column in columns:
-            summary = as_columns(summarize_by_n(tables[K], column, statistic=statistic))
-            ok = np.isfinite(summary["center"]) & (summary["center"] > 0)
-            if ok.sum() < 2:
-                continue
-            n, center = summary["n"][ok], summary["center"][ok]
-            try:
-                fit = _quiet_fit(tables[K], column, statistic=statistic, n_boot=200)
-                label = f"{column} ({fit.slope:+.2f})"
-            except ValueError:
-                fit, label = None, column
-            (line,) = ax.loglog(n, center, "o", ms=4, label=label)
-            ax.fill_between(n, summary["q25"][ok], summary["q75"][ok], color=line.get_color(), alpha=0.15)
-            if fit is not None:
-                ax.loglog(n, fit.predict(n), "-", color=line.get_color(), lw=1)
+        _plot_rate_columns(ax, tables[K], columns, statistic)
         ax.xaxis.set_minor_formatter(NullFormatter())
         exact = K == topk_truth().n_experts
         ax.set_title(f"k = {K} ({'exact, top-2, D1' if exact else f'over, top-{K - 1}, D2'})")
