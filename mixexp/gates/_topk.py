@@ -801,16 +801,16 @@ class TopKSoftmaxGate(SoftmaxGate):
 
         The likelihood is evaluated at every step size ``first * 2^-j``
         (``j < max_halvings``) in one pass (:func:`mixexp._kernels.topk_line_loglik`,
-        active sets recomputed at each). The largest step that is not below
-        ``old`` is taken, as sequential halving would; with ``best``, the step
-        of the highest likelihood. The likelihood jumps where a row's active
-        set changes, and along a smooth (Newton) direction the largest step
-        that ascends often stops just before a row whose change loses more than
-        the smooth part gains, where every shorter step of the next
-        iteration's direction then fails too: the smooth directions take the
-        best step. The boundary directions take the largest, which keeps their
-        moves gradual (the best step of a boundary direction can move a
-        region far in one go and starve an expert).
+        active sets recomputed at each). The largest step that gains more than
+        rounding (``_TIE``, relative) over ``old`` is taken, as sequential
+        halving would; with ``best``, the step of the highest likelihood. The
+        likelihood jumps where a row's active set changes, and along a smooth
+        (Newton) direction the largest step that ascends often stops just
+        before a row whose change loses more than the smooth part gains, where
+        every shorter step of the next iteration's direction then fails too:
+        the smooth directions take the best step. The boundary directions
+        take the largest, as the gate step did before (their best step was
+        not tried separately).
 
         Returns the accepted value (coefficients updated), or None.
         """
