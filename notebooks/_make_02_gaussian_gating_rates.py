@@ -23,23 +23,16 @@ EM sweeps alone. It needs nbformat, nbclient, ipykernel and matplotlib (the
 """
 
 import sys
-import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _nbtools import code, execute, md, notebook  # noqa: E402
+from _nbtools import markdown_only as _markdown_only  # noqa: E402
+
 PATH = HERE / "02_gaussian_gating_rates.ipynb"
-
-
-def md(text):
-    return new_markdown_cell(text.strip("\n"))
-
-
-def code(text):
-    return new_code_cell(text.strip("\n"))
 
 
 CELLS = [
@@ -489,24 +482,12 @@ def build(full=False):
         for cell in cells:
             if cell.cell_type == "code" and cell.source.startswith("QUICK = True"):
                 cell.source = "QUICK = False" + cell.source[len("QUICK = True") :]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return notebook(cells)
 
 
 def markdown_only():
     """Copy the markdown cells of CELLS into the committed notebook (no execution)."""
-    nb = nbformat.read(PATH, as_version=4)
-    if len(nb.cells) != len(CELLS) or any(
-        a.cell_type != b.cell_type for a, b in zip(nb.cells, CELLS, strict=True)
-    ):
-        raise SystemExit("the notebook's cells differ from this script's; regenerate it in full.")
-    for cell, new in zip(nb.cells, CELLS, strict=True):
-        if cell.cell_type == "markdown":
-            cell.source = new.source
-    nbformat.write(nb, PATH)
-    print(f"updated the markdown cells of {PATH}")
+    _markdown_only(PATH, CELLS)
 
 
 def main(argv):
@@ -514,17 +495,7 @@ def main(argv):
         markdown_only()
         return
     nb = build(full="--full" in argv)
-    client = NotebookClient(
-        nb,
-        timeout=3600,
-        kernel_name="python3",
-        record_timing=False,
-        resources={"metadata": {"path": str(HERE)}},
-    )
-    start = time.perf_counter()
-    client.execute()
-    nbformat.write(nb, PATH)
-    print(f"wrote {PATH} ({time.perf_counter() - start:.0f} s)")
+    execute(nb, PATH, timeout=3600)
 
 
 if __name__ == "__main__":

@@ -16,23 +16,14 @@ an importable mixexp (``pip install -e .``).
 """
 
 import sys
-import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _nbtools import code, execute, md, notebook  # noqa: E402
+from _nbtools import markdown_only as _markdown_only  # noqa: E402
+
 PATH = HERE / "04_topk_gating_rates.ipynb"
-
-
-def md(text):
-    return new_markdown_cell(text.strip("\n"))
-
-
-def code(text):
-    return new_code_cell(text.strip("\n"))
 
 
 def cells(quick):
@@ -342,26 +333,12 @@ print(f"sweeps: {seconds:.0f} s ({'quick' if QUICK else 'full'} settings)")
 
 
 def build(quick):
-    nb = new_notebook(cells=cells(quick))
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return notebook(cells(quick))
 
 
 def markdown_only():
     """Copy the markdown cells of the full build into the committed notebook (no execution)."""
-    nb = nbformat.read(PATH, as_version=4)
-    cells_new = cells(False)
-    if len(nb.cells) != len(cells_new) or any(
-        a.cell_type != b.cell_type or (a.cell_type == "code" and a.source != b.source)
-        for a, b in zip(nb.cells, cells_new, strict=True)
-    ):
-        raise SystemExit("the notebook's cells differ from this script's; regenerate it in full.")
-    for cell, new in zip(nb.cells, cells_new, strict=True):
-        if cell.cell_type == "markdown":
-            cell.source = new.source
-    nbformat.write(nb, PATH)
-    print(f"updated the markdown cells of {PATH}")
+    _markdown_only(PATH, cells(False))
 
 
 def main():
@@ -370,17 +347,7 @@ def main():
         return
     quick = "--quick" in sys.argv[1:]
     nb = build(quick)
-    client = NotebookClient(
-        nb,
-        timeout=1800,
-        kernel_name="python3",
-        record_timing=False,
-        resources={"metadata": {"path": str(HERE)}},
-    )
-    start = time.perf_counter()
-    client.execute()
-    nbformat.write(nb, PATH)
-    print(f"wrote {PATH} ({time.perf_counter() - start:.0f} s)")
+    execute(nb, PATH, timeout=1800)
 
 
 if __name__ == "__main__":

@@ -150,9 +150,18 @@ class SoftmaxGate:
         """Log mixing weights, a (K, n) array of log g_k(x_i)."""
         return self.evaluate(XT).log
 
+    @property
+    def objective_penalty(self):
+        """The penalty strength in the objective: ``penalty``.
+
+        The top-K gate overrides it (0 with ``top_k = 1``, whose likelihood
+        does not identify the scale of the coefficients).
+        """
+        return self.penalty
+
     def penalty_value(self):
         """The penalty term subtracted from the log-likelihood."""
-        return slope_penalty(self.coef, self.penalty, True, self.l1_ratio)
+        return slope_penalty(self.coef, self.objective_penalty, True, self.l1_ratio)
 
     def m_step(self, XT, resp, sample_weight, current=None, stats=None, max_steps=None):
         """Newton steps with step halving on the penalised gate objective.
@@ -245,7 +254,7 @@ class SoftmaxGate:
     # -- helpers -------------------------------------------------------------
     def _newton_direction(self, q, grad, hess):
         """Newton direction of the penalised objective, and its current value."""
-        return newton_direction(self.coef, q, grad, hess, self.penalty, True, self.l1_ratio)
+        return newton_direction(self.coef, q, grad, hess, self.objective_penalty, True, self.l1_ratio)
 
     def _halving(self, XT, resp, sample_weight, delta, old_obj, first=1.0):
         """Step halving along ``delta``: the first step size that ascends is kept.
@@ -258,7 +267,7 @@ class SoftmaxGate:
             coef = self.coef.copy()
             coef[1:] += t * delta
             log_w, prob, q_new = log_softmax_linear(XT, coef, resp, sample_weight)
-            new_obj = q_new - slope_penalty(coef, self.penalty, True, self.l1_ratio)
+            new_obj = q_new - slope_penalty(coef, self.objective_penalty, True, self.l1_ratio)
             if np.isfinite(new_obj) and new_obj >= old_obj:
                 self.coef = coef
                 return GateEval(log_w, prob), new_obj - old_obj
@@ -336,7 +345,7 @@ class SoftmaxGate:
         slopes): the L1 penalty has no gradient there.
         """
         if self.l1_ratio:
-            return elastic_net_gradient(self.coef[1:], self.penalty, self.l1_ratio).ravel()
-        grad = self.penalty * self.coef[1:]
+            return elastic_net_gradient(self.coef[1:], self.objective_penalty, self.l1_ratio).ravel()
+        grad = self.objective_penalty * self.coef[1:]
         grad[:, 0] = 0.0
         return grad.ravel()

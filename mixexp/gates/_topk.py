@@ -13,7 +13,7 @@ import numpy as np
 from scipy.linalg import null_space
 
 from .._kernels import e_step, softmax_gate_stats, topk_line_loglik
-from ._softmax import _MAX_HALVINGS, GateEval, SoftmaxGate, newton_direction, slope_penalty
+from ._softmax import _MAX_HALVINGS, GateEval, SoftmaxGate, slope_penalty
 
 #: TopKSoftmaxGate.pattern_search: steps +-s 2^-j for j < _SEARCH_GRID; first, smallest and largest s
 _SEARCH_GRID = 16
@@ -277,19 +277,6 @@ class TopKSoftmaxGate(SoftmaxGate):
         """
         return 0.0 if self.top_k == 1 else self.penalty
 
-    def penalty_value(self):
-        """The penalty term subtracted from the log-likelihood (see :attr:`objective_penalty`)."""
-        return slope_penalty(self.coef, self.objective_penalty)
-
-    def penalty_grad(self):
-        """Gradient of :meth:`penalty_value` with respect to :meth:`get_flat` (intercepts free)."""
-        grad = self.objective_penalty * self.coef[1:]
-        grad[:, 0] = 0.0
-        return grad.ravel()
-
-    def _newton_direction(self, q, grad, hess):
-        """Newton direction of the objective penalised by :attr:`objective_penalty`."""
-        return newton_direction(self.coef, q, grad, hess, self.objective_penalty, True, self.l1_ratio)
 
     def em_pass(self, experts, data, resp_prev, out):
         """The EM loop's pass for this gate (see :func:`_topk_pass`)."""
@@ -471,11 +458,11 @@ class TopKSoftmaxGate(SoftmaxGate):
             return False
         w = sample_weight
         logits = self.coef @ XT
-        log, _, _ = topk_log_softmax(logits, self.top_k)
-        _, _, total = e_step(log, log_prob, w)
+        log, prob, _ = topk_log_softmax(logits, self.top_k)
+        resp, _, total = e_step(log, log_prob, w)
         old = total - self.penalty_value()
         moved = False
-        for _, delta in self._smooth_directions(XT, log_prob, w, logits):
+        for _, delta in self._smooth_directions(XT, log_prob, w, logits, (log, prob, resp)):
             accepted = self._likelihood_halving(XT, log_prob, w, delta, old, _SMOOTH_STEPS, 2.0, best=True)
             if accepted is not None:
                 moved, old = True, accepted
@@ -720,7 +707,7 @@ class TopKSoftmaxGate(SoftmaxGate):
                 break
         return total_gain
 
-    def _smooth_directions(self, XT, log_prob, w, logits=None):
+    def _smooth_directions(self, XT, log_prob, w, logits=None, evaluated=None):
         """Newton directions of the gate objective, active sets fixed: free, then with boundaries pinned.
 
         The gate objective ``Q`` (the top-K posterior responsibilities fixed)
@@ -746,8 +733,11 @@ class TopKSoftmaxGate(SoftmaxGate):
         if k == 1:  # every selected weight is 1: no smooth part
             return []
         logits = self.coef @ XT if logits is None else logits
-        log, prob, _ = topk_log_softmax(logits, k)
-        resp, _, _ = e_step(log, log_prob, w)
+        if evaluated is None:
+            log, prob, _ = topk_log_softmax(logits, k)
+            resp, _, _ = e_step(log, log_prob, w)
+        else:  # the caller's (log-weights, weights, responsibilities) at these logits
+            log, prob, resp = evaluated
         q, grad, hess = softmax_gate_stats(XT, log, prob, resp, w)
         delta, _ = self._newton_direction(q, grad, hess)
         out = [(0, delta)] if np.any(delta) else []
