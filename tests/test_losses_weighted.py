@@ -220,3 +220,74 @@ def test_softmax_rate_summary_takes_claims_on_the_weighted_columns():
     assert list(summary["quantity"]) == [c[1] for c in claims]
     assert summary["within_target"].all()
     assert_allclose(summary["slope"], [c[2] for c in claims], atol=0.03)
+
+
+# -- the parts of D2 (d2_mass + d2_single + d2_over) -------------------------------------------
+def _perturbed(model, n_experts, seed, scale):
+    """A start of ``n_experts`` atoms near ``model`` with noise ``scale`` on every part."""
+    parts = (
+        ("gate_mean", "gate_covariance", "expert", "variance")
+        if isinstance(model, GaussianGatedMoE)
+        else ("gate", "expert", "variance")
+    )
+    return model.near_truth(
+        n_experts, 1, perturbation={p: (scale, 0.0) for p in parts}, random_state=seed
+    )[0].get_params()
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    "case", ["softmax K=3", "softmax K=4", "gaussian d=2 I K=5", "gaussian d=2 II K=5", "gaussian d=1 II K=4"]
+)
+def test_d2_parts_sum_to_d2(case, seed):
+    from mixexp.theory import aistats2024_model
+    from mixexp.theory.losses import gaussian_gating_d2, softmax_d2
+
+    kind, *rest = case.split()
+    K = int(rest[-1][2:])
+    if kind == "softmax":
+        truth = TRUTH
+        fitted = _perturbed(truth, K, seed, 0.3)
+        d2 = softmax_d2(fitted, truth)
+        errors = softmax_cell_errors(fitted, truth)
+    else:
+        truth = aistats2024_model(int(rest[0][2:]), rest[1])
+        fitted = _perturbed(truth, K, seed, 0.05)
+        d2 = gaussian_gating_d2(fitted, truth, r_bar=None, r_tilde=None)
+        errors = gaussian_cell_errors(fitted, truth, r_bar=None, r_tilde=None)
+    row = summarize_cell_errors(errors, K)
+    assert row["d2_mass"] + row["d2_single"] + row["d2_over"] == pytest.approx(d2, rel=1e-12)
+    assert row["d2_over"] > 0 and row["d2_mass"] >= row["mass"]
+    # the over-fitted part from its definition: weight x sum of the errors to the cell's powers
+    over = errors.cell_size > 1
+    naive = sum(
+        errors.weight[i] * sum(errors.errors[p][i] ** errors.exponents[p][i] for p in errors.errors)
+        for i in np.flatnonzero(over)
+    )
+    assert row["d2_over"] == pytest.approx(naive, rel=1e-12)
+
+
+def test_d2_parts_of_an_exact_fit_have_no_over_fitted_part_and_sum_to_d1():
+    from mixexp.theory import aistats2024_model
+    from mixexp.theory.losses import gaussian_gating_d1, softmax_d1
+
+    truth = aistats2024_model(2, "I")
+    fitted = _perturbed(truth, 3, 0, 0.01)
+    row = summarize_cell_errors(gaussian_cell_errors(fitted, truth), 3)
+    assert row["d2_over"] == 0.0
+    assert row["d2_mass"] + row["d2_single"] == pytest.approx(gaussian_gating_d1(fitted, truth), rel=1e-12)
+    fitted = _perturbed(TRUTH, 2, 0, 0.01)
+    row = summarize_cell_errors(softmax_cell_errors(fitted, TRUTH), 2)
+    assert row["d2_mass"] + row["d2_single"] == pytest.approx(softmax_d1(fitted, TRUTH), rel=1e-12)
+
+
+def test_d2_parts_beyond_the_exponent_table_are_nan_in_the_over_fitted_part_only():
+    p = TRUTH.get_params()
+    three = {
+        "gate_coef": np.vstack([p["gate_coef"][:1] + [[np.log(1 / 3), d]] for d in (0.0, 0.1, -0.1)]
+                               + [p["gate_coef"][1:]]),
+        "expert_coef": np.vstack([p["expert_coef"][:1]] * 3 + [p["expert_coef"][1:]]),
+        "noise_variance": np.r_[[p["noise_variance"][0]] * 3, p["noise_variance"][1]],
+    }  # fmt: skip
+    row = summarize_cell_errors(softmax_cell_errors(three, TRUTH, r_bar={2: 4}), 3)
+    assert np.isnan(row["d2_over"]) and np.isfinite(row["d2_mass"]) and row["d2_single"] == pytest.approx(0)

@@ -581,7 +581,10 @@ def summarize_cell_errors(errors, max_cell_size):
         2`` (when ``errors.exponents`` is given): the weighted error defined
         below, the largest over the cells of ``m`` atoms (NaN when there is no
         such cell, or when a weight is not finite or the cell is beyond the
-        exponent table); ``max_cell_size``: the largest cell.
+        exponent table); ``d2_mass``, ``d2_single``, ``d2_over`` (when
+        ``errors.exponents`` is given): the three parts of the over-fitted
+        loss D2 whose exponents these are, summed below; ``max_cell_size``:
+        the largest cell.
 
     Notes
     -----
@@ -607,6 +610,21 @@ def summarize_cell_errors(errors, max_cell_size):
     of the cell, equals the common error when all are equal, and does not
     depend on the order of the atoms. Cells of one atom have ``r = 1`` and
     ``e^w_j`` is that atom's error, so no column is made for ``m = 1``.
+
+    The parts of D2 say which term a loss's rate comes from:
+
+    .. math::
+
+        D_2 = \\underbrace{\\sum_j |W_j - w_j^*|}_{\\texttt{d2\\_mass}}
+        + \\underbrace{\\sum_{i: |A_{j(i)}| = 1} w_i \\sum_p |\\Delta_{ip}|}_{\\texttt{d2\\_single}}
+        + \\underbrace{\\sum_{i: |A_{j(i)}| > 1} w_i \\sum_p |\\Delta_{ip}|^{r_p}}_{\\texttt{d2\\_over}} ,
+
+    ``p`` running over the parameters. The first two are parametric (they
+    fall as ``n^{-1/2}`` at the MLE); the theory bounds the third by
+    ``n^{-1/2}`` too, but it can fall faster, so a loss whose over-fitted
+    part still dominates falls faster than ``n^{-1/2}``. ``d2_over`` is 0
+    without a cell of two atoms or more, and NaN when a weight is not finite
+    or a cell is beyond the exponent table.
     """
     row = {"mass": float(errors.mass.max()), "max_cell_size": int(errors.cell_size.max())}
     for name, values in errors.errors.items():
@@ -615,6 +633,7 @@ def summarize_cell_errors(errors, max_cell_size):
             row[f"{name}_size{m}"] = float(values[sel].max()) if sel.any() else float("nan")
     if errors.exponents is None:
         return row
+    row.update(_d2_parts(errors))
     for name in errors.errors:
         for m in range(2, max_cell_size + 1):
             cells = np.unique(errors.cell[errors.cell_size == m])
@@ -622,6 +641,20 @@ def summarize_cell_errors(errors, max_cell_size):
                 float(np.max([_weighted_error(errors, name, j) for j in cells])) if cells.size else np.nan
             )
     return row
+
+
+def _d2_parts(errors):
+    """``{"d2_mass", "d2_single", "d2_over"}``: the parts of D2 (see :func:`summarize_cell_errors`)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        terms = errors.weight * sum(
+            errors.errors[name] ** errors.exponents[name] for name in errors.errors
+        )
+        single = errors.cell_size == 1
+        return {
+            "d2_mass": float(errors.mass.sum()),
+            "d2_single": float(terms[single].sum()),
+            "d2_over": float(terms[~single].sum()),
+        }
 
 
 def _weighted_error(errors, name, j):
