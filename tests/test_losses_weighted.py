@@ -123,15 +123,20 @@ def test_equal_errors_give_that_error_and_r_bar_sets_the_exponent():
         assert row[f"{name}_size2_w"] == pytest.approx(value, rel=1e-9)
 
 
-def test_cells_beyond_the_table_infinite_weights_and_no_exponents_give_nan_or_no_column():
-    # three atoms in the cell of true atom 0 with a table that stops at 2: NaN, not an error
+def _three_atoms_in_cell0():
+    """True atom 0 split into three equal-weight atoms whose gate slopes are off by 0, 0.1, -0.1."""
     p = TRUTH.get_params()
-    three = {
+    return {
         "gate_coef": np.vstack([p["gate_coef"][:1] + [[np.log(1 / 3), d]] for d in (0.0, 0.1, -0.1)]
                                + [p["gate_coef"][1:]]),
         "expert_coef": np.vstack([p["expert_coef"][:1]] * 3 + [p["expert_coef"][1:]]),
         "noise_variance": np.r_[[p["noise_variance"][0]] * 3, p["noise_variance"][1]],
     }  # fmt: skip
+
+
+def test_cells_beyond_the_table_infinite_weights_and_no_exponents_give_nan_or_no_column():
+    # three atoms in the cell of true atom 0 with a table that stops at 2: NaN, not an error
+    three = _three_atoms_in_cell0()
     errors = softmax_cell_errors(three, TRUTH, r_bar={2: 4})
     assert np.isnan(errors.exponents["slope"][:3]).all()
     row = summarize_cell_errors(errors, 3)
@@ -282,12 +287,6 @@ def test_d2_parts_of_an_exact_fit_have_no_over_fitted_part_and_sum_to_d1():
 
 
 def test_d2_parts_beyond_the_exponent_table_are_nan_in_the_over_fitted_part_only():
-    p = TRUTH.get_params()
-    three = {
-        "gate_coef": np.vstack([p["gate_coef"][:1] + [[np.log(1 / 3), d]] for d in (0.0, 0.1, -0.1)]
-                               + [p["gate_coef"][1:]]),
-        "expert_coef": np.vstack([p["expert_coef"][:1]] * 3 + [p["expert_coef"][1:]]),
-        "noise_variance": np.r_[[p["noise_variance"][0]] * 3, p["noise_variance"][1]],
-    }  # fmt: skip
+    three = _three_atoms_in_cell0()
     row = summarize_cell_errors(softmax_cell_errors(three, TRUTH, r_bar={2: 4}), 3)
     assert np.isnan(row["d2_over"]) and np.isfinite(row["d2_mass"]) and row["d2_single"] == pytest.approx(0)
