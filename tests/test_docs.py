@@ -23,6 +23,34 @@ def test_docs_build_without_warnings(tmp_path):
     assert (outdir / "index.html").is_file()
     assert (outdir / "generated" / "mixexp.MixtureOfExpertsRegressor.html").is_file()
     assert (outdir / "_images" / "mcycle_moe.png").is_file()
+    assert (outdir / "_images" / "gaussian_gating_parts.png").is_file()
+
+
+def test_gaussian_parts_figure_is_the_notebooks_output(tmp_path):
+    # docs/_scripts/plot_gaussian_parts.py copies the committed notebook's figure, byte for byte
+    import base64
+    import json
+
+    spec = importlib.util.spec_from_file_location("plot_parts", DOCS / "_scripts" / "plot_gaussian_parts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(tmp_path)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    notebook = json.loads(module.NOTEBOOK.read_text())
+    [cell] = [c for c in notebook["cells"] if "".join(c["source"]).startswith(module.CELL_START)]
+    [image] = [o["data"]["image/png"] for o in cell["outputs"] if "image/png" in o.get("data", {})]
+    assert base64.b64decode(image) == out.read_bytes()
+    # the cell not executed, or no such cell: a clear error
+    for c in notebook["cells"]:
+        if c["cell_type"] == "code":
+            c["outputs"] = []
+    (tmp_path / "nb.ipynb").write_text(json.dumps(notebook))
+    with pytest.raises(ValueError, match="no image output"):
+        module.figure_png(tmp_path / "nb.ipynb")
+    notebook["cells"].remove(cell)
+    (tmp_path / "nb.ipynb").write_text(json.dumps(notebook))
+    with pytest.raises(ValueError, match="expected one code cell"):
+        module.figure_png(tmp_path / "nb.ipynb")
 
 
 @pytest.mark.parametrize("name", DOCTEST_MODULES)

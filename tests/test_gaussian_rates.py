@@ -234,7 +234,7 @@ def test_gaussian_rate_tables_takes_replicate_counts_per_n(tmp_path):
     np.testing.assert_array_equal(mixed["seed"], plain["seed"].iloc[:3])
     np.testing.assert_allclose(mixed["loss"], plain["loss"].iloc[:3], rtol=1e-12)
     assert len(_tables.read_rows(tmp_path / "gaussian_d1_typeI_K4.csv")) == 3
-    assert GAUSSIAN_SETTINGS["full"]["n_replicates"]["default"] >= 4
+    assert GAUSSIAN_SETTINGS["full"]["n_replicates"] >= 12
     with pytest.raises(ValueError, match="'default'"):
         gaussian_rate_tables({**base, "n_replicates": {300: 1}}, case, progress=False)
 
