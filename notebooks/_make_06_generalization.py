@@ -19,21 +19,13 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _nbtools import code, md, notebook  # noqa: E402
+from _nbtools import markdown_only as _markdown_only  # noqa: E402
+
 PATH = HERE / "06_generalization.ipynb"
-
-
-def md(text):
-    return new_markdown_cell(text.strip("\n"))
-
-
-def code(text, tags=None):
-    cell = new_code_cell(text.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    return cell
 
 
 CELLS = [
@@ -84,7 +76,7 @@ random-subset starts, each screened for 5 EM iterations, the best continued;
 K in {1, 2, 3, 5}, n in {200, 2000}, 2 replicates). `QUICK = False` is the
 full run whose outputs are shown here: K in {1, ..., 8, 10}, n in {100, 300,
 1000, 3000, 10000, 30000}, 8 replicates, 20000 test points per cell. It took
-296 s for the sweep (315 s for the whole notebook) with 2 workers on a shared
+152 s for the sweep (160 s for the whole notebook) with 2 workers on a
 2-core machine; the time of the run shown is printed at the end.
 """),
     code(
@@ -106,50 +98,27 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from mixexp import MixtureOfExpertsRegressor
 from mixexp.theory import generalization_curve
+from mixexp.theory.registry import GENERALIZATION_GRID, GENERALIZATION_SETTINGS, HeteroscedasticSine
 
 plt.rcParams["figure.dpi"] = 80
-SETTINGS = {
-    True: {"n_experts_grid": [1, 2, 3, 5], "n_grid": [200, 2000], "n_replicates": 2, "n_test": 5000},
-    False: {
-        "n_experts_grid": [1, 2, 3, 4, 5, 6, 7, 8, 10],
-        "n_grid": [100, 300, 1000, 3000, 10000, 30000],
-        "n_replicates": 8,
-        "n_test": 20000,
-    },
-}[QUICK]
+# the settings of `python -m mixexp experiment generalization [--quick]`
+SETTINGS = GENERALIZATION_SETTINGS["quick" if QUICK else "full"]
 print("quick" if QUICK else "full", SETTINGS)
 """),
     md("""
 ## The truth
 
+$y = \\sin(2\\pi x) + (0.25 + 0.5\\,x)\\,\\varepsilon$, $x \\sim
+\\mathrm{Uniform}[0, 1]$, $\\varepsilon \\sim \\mathcal{N}(0, 1)$
+(`mixexp.theory.registry.HeteroscedasticSine`): no mixture of linear experts
+is this model, so the best number of experts grows with $n$.
 `generalization_curve` takes any object with `sample(n, random_state)`; with
 `log_density(X, y)` it also records the truth's test NLL, and with
 `mean(X)` it is the reference of the approximation error.
 """),
     code("""
-class HeteroscedasticSine:
-    \"\"\"y = sin(2 pi x) + (0.25 + 0.5 x) * N(0, 1), x ~ Uniform[0, 1].\"\"\"
-
-    def mean(self, X):
-        return np.sin(2 * np.pi * X[:, 0])
-
-    def sd(self, X):
-        return 0.25 + 0.5 * X[:, 0]
-
-    def sample(self, n, random_state):
-        X = random_state.uniform(0.0, 1.0, size=(n, 1))
-        return X, self.mean(X) + self.sd(X) * random_state.standard_normal(n)
-
-    def log_density(self, X, y):
-        sd = self.sd(X)
-        return -0.5 * np.log(2 * np.pi * sd**2) - 0.5 * ((y - self.mean(X)) / sd) ** 2
-
-    def get_params(self):  # names the data in a checkpoint's settings
-        return {"mean": "sin(2 pi x)", "sd": "0.25 + 0.5 x"}
-
-
 truth = HeteroscedasticSine()
-grid = np.linspace(0.0, 1.0, 1001)[:, None]
+grid = GENERALIZATION_GRID  # 1001 points on [0, 1], where the approximation error is measured
 X, y = truth.sample(1000, np.random.RandomState(0))
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.scatter(X[:, 0], y, s=4, alpha=0.5)
@@ -316,12 +285,13 @@ cell, 432 fits; the quick run is too small to show them).
 
 * **The held-out NLL is a U-curve in $K$ and its bottom moves right as $n$
   grows.** The $K$ with the smallest mean excess NLL is 3 at $n = 100$ and
-  300, 5 at $n = 1000$ and 3000, 7 at $n = 10000$ and 8 at $n = 30000$; it
-  never decreases. The bottom flattens as $n$ grows: at $n = 10000$, $K = 6,
-  7, 8$ are within 0.0002 of each other (standard error 0.0003), and at $n =
-  30000$ $K = 7$ and 8 tie at 0.0015, so the exact argmin at large $n$ is
-  within the noise; the one-standard-error choice (3, 3, 4, 5, 6, 7) and the
-  BIC's choice (3, 3, 3, 6, 7, 7) grow the same way. Too many experts hurt
+  300, 5 at $n = 1000$ and 3000, 6 at $n = 10000$ and 8 at $n = 30000$; it
+  never decreases. The bottom flattens as $n$ grows: at $n = 10000$, $K = 6$
+  and 7 are within 0.0004 of each other (standard error 0.0003), and at $n =
+  30000$ $K = 7, 8, 10$ are within 0.0002 (standard error 0.0001), so the
+  exact argmin at large $n$ is within the noise; the one-standard-error
+  choice (3, 3, 5, 5, 6, 7) and the BIC's choice (3, 3, 3, 6, 7, 7) grow the
+  same way. Too many experts hurt
   most at small $n$: with 100 points, $K = 10$ is worse than a single line.
 * **The raw held-out NLL is noisier than the differences between $K$s**: each
   cell has its own test sample, whose NLL varies by about 0.005 (standard
@@ -331,8 +301,8 @@ cell, 432 fits; the quick run is too small to show them).
   same test points removes that noise, which is why the best $K$ is read off
   the excess NLL.
 * **Train/test gap.** For $K \ge 4$ and $n \ge 1000$, $n \times$ gap is
-  between 21 and 80 against $p = 5K - 2$ between 18 and 48, i.e. between
-  0.74 and 1.7 times $p$: the classical gap of $p/n$ holds roughly. At $n =
+  between 18 and 79 against $p = 5K - 2$ between 18 and 48, i.e. between
+  0.75 and 1.6 times $p$: the classical gap of $p/n$ holds roughly. At $n =
   100$ and 300 it is 1.4 to 3.3 times $p/n$ (far from the asymptotics: 48
   parameters for 100 points at $K = 10$). For $K \le 3$ the measured gap is dominated by noise:
   the model misses the truth by a lot, so the log-likelihood ratio of model
@@ -340,15 +310,15 @@ cell, 432 fits; the quick run is too small to show them).
 * **Approximation error of the mean.** At $n = 30000$ the squared error of
   `predict` falls from 0.197 with one line (the best line's integrated
   squared error is $1/2 - 3/\pi^2 = 0.196$) to $5.0 \times 10^{-3}$ at $K = 3$,
-  $4.2 \times 10^{-4}$ at $K = 5$ and $1.35 \times 10^{-4}$ at $K = 10$: faster
-  than $K^{-4}$ from 3 to 5 experts (a log-log slope of $-4.9$), more slowly
-  from 5 to 10 ($-1.6$), where it nears the estimation floor. At smaller $n$
+  $4.3 \times 10^{-4}$ at $K = 5$ and $1.33 \times 10^{-4}$ at $K = 10$: faster
+  than $K^{-4}$ from 3 to 5 experts (a log-log slope of $-4.8$), more slowly
+  from 5 to 10 ($-1.7$), where it nears the estimation floor. At smaller $n$
   the curves flatten at a floor set by the estimation error, which falls
-  roughly like $1/n$ (at $K = 10$: $3.4 \times 10^{-3}$ at $n = 1000$,
-  $4.3 \times 10^{-4}$ at $n = 10000$). The held-out NLL also pays for the
+  roughly like $1/n$ (at $K = 10$: $3.5 \times 10^{-3}$ at $n = 1000$,
+  $4.4 \times 10^{-4}$ at $n = 10000$). The held-out NLL also pays for the
   variance function, which the experts can only follow in steps, so its best
   $K$ is not the same as the mean's.
-* **Fits**: 37 of the 432 fits stopped at the default `max_iter=500` before
+* **Fits**: 38 of the 432 fits stopped at the default `max_iter=500` before
   meeting `tol=1e-6`; their held-out NLL is that of the stopped fit.
 """),
     md("""
@@ -365,10 +335,7 @@ def build(quick=False):
     if quick:  # as tests/test_notebooks.py does: the parameter cell's QUICK = False becomes True
         params = next(c for c in cells if "parameters" in c.metadata.get("tags", []))
         params.source = params.source.replace("QUICK = False", "QUICK = True", 1)
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return notebook(cells)
 
 
 def update_text():
@@ -376,19 +343,7 @@ def update_text():
 
     Refused unless every code cell's source is unchanged, so the outputs stay those of this code.
     """
-    nb = nbformat.read(PATH, as_version=4)
-    fresh = build()
-    if [c.cell_type for c in nb.cells] != [c.cell_type for c in fresh.cells] or any(
-        old.source != new.source
-        for old, new in zip(nb.cells, fresh.cells, strict=True)
-        if old.cell_type == "code"
-    ):
-        raise SystemExit("the code cells changed: rerun the notebook instead of --update-text.")
-    for old, new in zip(nb.cells, fresh.cells, strict=True):
-        if old.cell_type == "markdown":
-            old.source = new.source
-    nbformat.write(nb, PATH)
-    print(f"updated the text of {PATH}")
+    _markdown_only(PATH, CELLS)
 
 
 def main(argv):

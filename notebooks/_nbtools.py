@@ -16,9 +16,12 @@ def md(text):
     return new_markdown_cell(text.strip("\n"))
 
 
-def code(text):
-    """A code cell, surrounding blank lines stripped."""
-    return new_code_cell(text.strip("\n"))
+def code(text, tags=None):
+    """A code cell, surrounding blank lines stripped, with cell ``tags`` (e.g. ``["parameters"]``)."""
+    cell = new_code_cell(text.strip("\n"))
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
 
 
 def notebook(cells):
