@@ -27,9 +27,7 @@ def figure_png(notebook=NOTEBOOK):
         When the notebook has no such cell, or the cell has no image (not executed).
     """
     cells = json.loads(Path(notebook).read_text())["cells"]
-    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-    code = [c for c in cells if c["cell_type"] == "code"]
-    found = [cell for cell, src in zip(code, sources, strict=True) if src.lstrip().startswith(CELL_START)]
+    found = [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).startswith(CELL_START)]
     if len(found) != 1:
         raise ValueError(
             f"{notebook}: expected one code cell starting with {CELL_START!r}, found {len(found)}."

@@ -623,8 +623,8 @@ def summarize_cell_errors(errors, max_cell_size):
     fall as ``n^{-1/2}`` at the MLE); the theory bounds the third by
     ``n^{-1/2}`` too, but it can fall faster, so a loss whose over-fitted
     part still dominates falls faster than ``n^{-1/2}``. ``d2_over`` is 0
-    without a cell of two atoms or more, and NaN when a weight is not finite
-    or a cell is beyond the exponent table.
+    without a cell of two atoms or more, NaN when a cell is beyond the
+    exponent table, and not finite when a weight is not.
     """
     row = {"mass": float(errors.mass.max()), "max_cell_size": int(errors.cell_size.max())}
     for name, values in errors.errors.items():
