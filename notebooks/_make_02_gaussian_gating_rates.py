@@ -159,7 +159,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mixexp.theory import aistats2024_model, fit_rate
+from mixexp.theory import aistats2024_model, fit_rate, rate_experiment
 from mixexp.theory.registry import (
     GAUSSIAN_CASES,
     GAUSSIAN_SETTINGS,
@@ -439,6 +439,38 @@ print("slope of the median over three consecutive sample sizes")
 print(pd.DataFrame(rows).T.fillna("").to_string())
 """),
     md(r"""
+## Which maximum (d = 2, Type I, K = 5)
+
+Each fit above starts from one near-truth start, as in the paper: one
+random split of the truth into K atoms. The over-fitted likelihood has
+several maxima, and the theory is about the highest. For the clearest miss
+the sweep is repeated on the same samples with 6 near-truth starts (random
+splits; the first is the one above), keeping the fit of highest likelihood,
+for $n \le 10^4$ (the quick run: its own small sizes).
+"""),
+    code("""
+case = (2, "I", 5)
+multi = rate_experiment(
+    aistats2024_model(2, "I"), 5, [n for n in SETTINGS["n_grid"] if n <= 10000], SETTINGS["n_replicates"],
+    init="near_truth", n_init=6, max_iter=SETTINGS["max_iter"], tol=SETTINGS["tol"], n_jobs=N_JOBS,
+    random_state=RANDOM_STATE + GAUSSIAN_CASES.index(case), progress=False,
+    checkpoint=None if CHECKPOINTS is None else CHECKPOINTS / "multistart" / "gaussian_d2_typeI_K5.csv")
+fit_seconds_multi = float(multi["fit_time"].sum())
+both = multi.merge(tables[case], on=["n", "replicate"], suffixes=("", "_one"))
+assert (both["seed"] == both["seed_one"]).all()  # the same samples
+both["gain (nats)"] = (both["lower_bound"] - both["lower_bound_one"]) * both["n"]
+print("medians over replicates: one start against the best of 6")
+print(both.groupby("n").agg(**{
+    "loss, one start": ("loss_one", "median"), "loss, best of 6": ("loss", "median"),
+    "over-fitted part, one": ("d2_over_one", "median"), "over-fitted part, best": ("d2_over", "median"),
+    "fits improved": ("gain (nats)", lambda g: int((g > 1e-6).sum())),
+    "median gain (nats)": ("gain (nats)", "median")}).to_string(float_format=lambda v: f"{v:.4f}"))
+for name, column in (("one start", "loss_one"), ("best of 6", "loss")):
+    fit = fit_rate(both, column, statistic="median", n_boot=500)
+    print(f"{name}: slope of the median loss over n in [{fit.n_min:.0f}, {fit.n_max:.0f}]: "
+          f"{fit.slope:+.3f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]")
+"""),
+    md(r"""
 ## Analysis (full run: $n$ = 100 to $10^5$, 12 replicates; d = 2 also $n = 316228$, 4 replicates)
 
 **Measured slopes** (95% percentile bootstrap interval), beside the paper's
@@ -497,6 +529,18 @@ mass and single-atom terms predicts; measuring it within $\pm 0.05$ would
 take many more replicates at $n \ge 10^5$ (a fit there runs 40 s to 7
 minutes).
 
+**Which maximum.** The single near-truth start does not reach the highest
+maximum: with 6 starts on the same samples (d = 2, Type I, K = 5, $n \le
+10^4$), 9 or 10 of the 12 fits at every $n$ reach a higher likelihood, by a
+median of 1.6 to 8.6 nats. Those better maxima do not flatten the slope;
+they steepen it. Their loss is larger at small $n$ (median 2.60 against
+0.92 at $n = 100$, the over-fitted part 2.09 against 0.68: surplus atoms
+that fit the noise far from the truth) and smaller at $10^4$ (0.042
+against 0.049). The slope over $[100, 10^4]$ goes from $-0.595$ $[-0.75,
+-0.44]$ to $-0.839$ $[-1.20, -0.60]$. So a better optimizer moves this
+setting further from the band, and the single-start sweep above is, if
+anything, the flatter estimate.
+
 Other checks, each ruled out as the cause:
 
 1. **Loss.** `mixexp.theory.gaussian_gating_d2` computes what the reference
@@ -534,7 +578,8 @@ Other checks, each ruled out as the cause:
 **Reading.** The converged MLE's loss is consistent with $n^{-1/2}$ in 5
 of 8 settings and at the edge in a sixth; it falls faster over $[100,
 10^5]$ where the over-fitted part is a large share of the loss and falls
-fast (Type I, K = 5, in d = 1 and 2). This does not contradict the
+fast (Type I, K = 5, in d = 1 and 2), and closer approximations of the
+MLE (more starts) make it steeper still. This does not contradict the
 theorem, an upper bound: the parametric parts fall as $n^{-1/2}$
 throughout, and above $3 \cdot 10^4$ no d = 2 slope is steeper than $-1/2$
 beyond noise. The paper's slopes near $-0.5$ come from a different
@@ -557,7 +602,8 @@ and `init_params_GLLiM` but not their random streams.
     code("""
 print(f"EM sweeps: {seconds_em:.0f} s wall clock in this run, {fit_seconds_em:.0f} s in the fits; "
       f"one-step sweeps: {seconds_one:.0f} s wall clock, {fit_seconds_one:.0f} s in the fits; "
-      f"d = 2 beyond 1e5: {seconds_extra:.0f} s wall clock, {fit_seconds_extra:.0f} s in the fits")
+      f"d = 2 beyond 1e5: {seconds_extra:.0f} s wall clock, {fit_seconds_extra:.0f} s in the fits; "
+      f"6 starts: {fit_seconds_multi:.0f} s in the fits")
 print(f"({'quick' if QUICK else 'full'} settings: {SETTINGS}; checkpoints: {CHECKPOINTS})")
 print("The fit times are those of the runs that made the fits; fits read from a checkpoint take no "
       "wall-clock time here.")
