@@ -54,9 +54,9 @@ def test_load_mcycle():
 
 
 # -- theory experiments: python -m mixexp experiment NAME ----------------------------------------------
-# The experiments must run the notebooks' studies (same truth, settings and claims) until the
-# notebooks import them from mixexp.theory.registry; the first test of each reads the notebook's
-# generator script (notebooks/_make_*.py) and compares.
+# The experiments must run the notebooks' studies (same truth, settings and claims): notebooks 04
+# and 06 import them from mixexp.theory.registry, notebook 05's are compared; the first test of
+# each reads the notebook's generator script (notebooks/_make_*.py).
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -78,21 +78,23 @@ def _code(cells, start, stop=None):
 
 
 def test_topk_experiment_runs_the_notebooks_study():
+    # the notebook takes its truth, settings and claims from the registry (no copy to drift)
     cells = _notebook_cells("04_topk_gating_rates")
-    for quick in (True, False):
-        ns = {"QUICK": quick}
-        exec(_code(cells, "if QUICK:\n    EXACT", "print("), ns)
-        assert registry.TOPK_SETTINGS["quick" if quick else "full"] == {3: ns["EXACT"], 4: ns["OVER"]}
-    ns = {}
-    exec(_code(cells, "CLAIMS = (", "summary = "), ns)
-    assert registry.TOPK_CLAIMS == ns["CLAIMS"]
-    ns = {"TopKSoftmaxMoE": TopKSoftmaxMoE}
-    exec(_code(cells, "truth = TopKSoftmaxMoE(", "\n"), ns)
-    ours = registry.topk_truth()
-    assert ours.top_k == ns["truth"].top_k == 2
-    for key, value in ns["truth"].get_params().items():
-        assert_allclose(ours.get_params()[key], value)
+    source = "\n".join(c.source for c in cells if c.cell_type == "code")
+    imports = _code(cells, "from mixexp.theory.registry import (", ")")
+    for name in ("TOPK_CLAIMS", "TOPK_SETTINGS", "topk_truth"):
+        assert f"    {name},\n" in imports
+    assert 'EXACT, OVER = (TOPK_SETTINGS["quick" if QUICK else "full"][k] for k in (3, 4))' in source
+    assert "truth = topk_truth()" in source and "CLAIMS = TOPK_CLAIMS" in source
+    assert "TopKSoftmaxMoE([[" not in source and "CLAIMS = (" not in source
     assert 'split="balanced"' in _code(cells, "tables[K] = rate_experiment(")
+    # the truth its docstring (and the notebook's text) describes
+    ours, documented = registry.topk_truth(), TopKSoftmaxMoE(
+        [[0, 0], [-4, 4], [0, -4]], [[0, 2], [3, -4], [-3, 4]], [0.09, 0.09, 0.09], top_k=2
+    )
+    assert ours.top_k == documented.top_k == 2
+    for key, value in documented.get_params().items():
+        assert_allclose(ours.get_params()[key], value)
 
 
 def test_cli_runs_the_topk_experiment(tmp_path, monkeypatch, capsys):
