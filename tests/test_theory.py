@@ -528,3 +528,20 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_table_rows_and_write_table_round_trip(tmp_path):
+    import pandas as pd
+
+    from mixexp.theory._tables import read_rows, table_rows, write_table
+
+    columns = {"n": np.array([10, 20]), "loss": np.array([0.5, np.nan]), "converged": np.array([True, False])}
+    expected = [{"n": 10, "loss": 0.5, "converged": True}, {"n": 20, "loss": np.nan, "converged": False}]
+    for table in (columns, pd.DataFrame(columns), expected):
+        rows = table_rows(table)
+        assert [list(r) for r in rows] == [["n", "loss", "converged"]] * 2
+        assert rows[0] == expected[0] and rows[1]["n"] == 20 and np.isnan(rows[1]["loss"])
+        write_table(tmp_path / "t.csv", table)
+        back = read_rows(tmp_path / "t.csv")
+        assert back[0] == expected[0] and back[1]["converged"] is False and np.isnan(back[1]["loss"])
+    assert table_rows({}) == []

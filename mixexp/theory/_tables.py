@@ -37,6 +37,18 @@ def as_columns(table):
     return {k: np.asarray(v) for k, v in dict(table).items()}
 
 
+def table_rows(table):
+    """The rows of a table (anything :func:`as_columns` takes) as a list of dicts."""
+    cols = as_columns(table)
+    n_rows = len(next(iter(cols.values()))) if cols else 0
+    return [{k: v[i] for k, v in cols.items()} for i in range(n_rows)]
+
+
+def write_table(path, table):
+    """Write a table (anything :func:`as_columns` takes) to a new CSV file."""
+    write_rows(path, table_rows(table), list(as_columns(table)))
+
+
 def rows_to_table(rows, columns=None):
     """A table from a list of row dicts (columns in first-seen order, or ``columns``)."""
     if columns is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._tables import as_columns, rows_to_table, write_rows
+from ._tables import as_columns, rows_to_table, table_rows, write_rows, write_table
 from .convergence import em_convergence
 from .experiments import _run_cells, generalization_curve, rate_experiment, summarize_by_n
 from .rates import fit_rate
@@ -375,19 +375,30 @@ def plot_softmax_rates(tables, path=None, statistic="median"):
         ax.set_xlabel("n")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel(f"{statistic} over replicates")
+    return _save_figure(fig, path)
+
+
+def _concat(tables):
+    return [row for K in sorted(tables) for row in table_rows(tables[K])]
+
+
+def _save_figure(fig, path):
+    """``fig`` laid out, and saved to ``path`` when given."""
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
 
 
-def _concat(tables):
-    rows = []
-    for K in sorted(tables):
-        cols = as_columns(tables[K])
-        names = list(cols)
-        rows.extend({k: cols[k][i] for k in names} for i in range(len(cols["n"])))
-    return rows
+def _report(out, name, plot, text, **outputs):
+    """The end of an experiment: ``plot(path)`` saved as ``out/name.png``, ``text`` printed.
+
+    Returns ``{"csv": out/name.csv, "png": ..., **outputs, "summary": text}``.
+    """
+    png_path = out / f"{name}.png"
+    _pyplot().close(plot(png_path))
+    print(text)
+    return {"csv": out / f"{name}.csv", "png": png_path, **outputs, "summary": text}
 
 
 @register_experiment(
@@ -404,20 +415,13 @@ def _softmax_gating_rates(quick, n_jobs, out, progress, random_state):
         checkpoint_dir=out / "checkpoints",
     )
     rows = _concat(tables)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    csv_path = out / "softmax_gating_rates.csv"
-    write_rows(csv_path, rows, columns)
+    write_rows(out / "softmax_gating_rates.csv", rows, list(dict.fromkeys(k for row in rows for k in row)))
     summary = softmax_rate_summary(tables)
-    cols = as_columns(summary)
-    summary_path = out / "softmax_gating_rates_slopes.csv"
-    write_rows(
-        summary_path, [{k: cols[k][i] for k in cols} for i in range(len(cols["quantity"]))], list(cols)
-    )
-    png_path = out / "softmax_gating_rates.png"
-    _pyplot().close(plot_softmax_rates(tables, png_path))
-    text = format_summary(summary)
-    print(text)
-    return {"csv": csv_path, "png": png_path, "slopes": summary_path, "summary": text}
+    write_table(out / "softmax_gating_rates_slopes.csv", summary)
+    return _report(
+        out, "softmax_gating_rates", lambda path: plot_softmax_rates(tables, path), format_summary(summary),
+        slopes=out / "softmax_gating_rates_slopes.csv",
+    )  # fmt: skip
 
 
 # -- generalisation -----------------------------------------------------------------------------------
@@ -565,10 +569,7 @@ def plot_generalization(table, path=None):
         ax.set_xlabel("number of experts K")
         ax.set_xticks(ks)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return _save_figure(fig, path)
 
 
 def format_best_k(best):
@@ -602,19 +603,13 @@ def _generalization(quick, n_jobs, out, progress, random_state):
         progress=progress,
         checkpoint=out / "checkpoints" / "generalization.csv",
     )
-    cols = as_columns(table)
-    csv_path = out / "generalization.csv"
-    write_rows(csv_path, [{k: cols[k][i] for k in cols} for i in range(len(cols["n"]))], list(cols))
+    write_table(out / "generalization.csv", table)
     best = generalization_best_k(table)
-    best_cols = as_columns(best)
-    best_path = out / "generalization_best_k.csv"
-    best_rows = [{k: best_cols[k][i] for k in best_cols} for i in range(len(best_cols["n"]))]
-    write_rows(best_path, best_rows, list(best_cols))
-    png_path = out / "generalization.png"
-    _pyplot().close(plot_generalization(table, png_path))
-    text = format_best_k(best)
-    print(text)
-    return {"csv": csv_path, "png": png_path, "best_k": best_path, "summary": text}
+    write_table(out / "generalization_best_k.csv", best)
+    return _report(
+        out, "generalization", lambda path: plot_generalization(table, path), format_best_k(best),
+        best_k=out / "generalization_best_k.csv",
+    )  # fmt: skip
 
 
 # -- AISTATS 2024: Gaussian gating rates -----------------------------------------------------------
@@ -847,10 +842,7 @@ def plot_gaussian_rates(tables, path=None, statistic="mean"):
         ax.set_xlabel("n")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel(f"Voronoi loss ({statistic} over replicates)")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return _save_figure(fig, path)
 
 
 @register_experiment(
@@ -868,25 +860,18 @@ def _gaussian_gating_rates(quick, n_jobs, out, progress, random_state):
         progress=progress,
         checkpoint_dir=out / "checkpoints",
     )
-    rows = []
-    for (d, setting, _), table in tables.items():
-        cols = as_columns(table)
-        rows.extend(
-            {"n_features": d, "setting": setting, **{k: cols[k][i] for k in cols}}
-            for i in range(len(cols["n"]))
-        )
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    csv_path = out / "gaussian_gating_rates.csv"
-    write_rows(csv_path, rows, columns)
+    rows = [
+        {"n_features": d, "setting": setting, **row}
+        for (d, setting, _), table in tables.items()
+        for row in table_rows(table)
+    ]
+    write_rows(out / "gaussian_gating_rates.csv", rows, list(dict.fromkeys(k for row in rows for k in row)))
     summary = gaussian_rate_summary(tables)
-    cols = as_columns(summary)
-    summary_path = out / "gaussian_gating_rates_slopes.csv"
-    write_rows(summary_path, [{k: cols[k][i] for k in cols} for i in range(len(cols["slope"]))], list(cols))
-    png_path = out / "gaussian_gating_rates.png"
-    _pyplot().close(plot_gaussian_rates(tables, png_path))
-    text = format_gaussian_summary(summary)
-    print(text)
-    return {"csv": csv_path, "png": png_path, "slopes": summary_path, "summary": text}
+    write_table(out / "gaussian_gating_rates_slopes.csv", summary)
+    return _report(
+        out, "gaussian_gating_rates", lambda path: plot_gaussian_rates(tables, path),
+        format_gaussian_summary(summary), slopes=out / "gaussian_gating_rates_slopes.csv",
+    )  # fmt: skip
 
 
 # -- ICLR 2024: top-K sparse softmax gating rates --------------------------------------------------
@@ -1022,10 +1007,7 @@ def plot_topk_rates(tables, path=None, statistic="median", panels=TOPK_PANELS):
         ax.set_xlabel("n")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel(f"{statistic} over replicates")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return _save_figure(fig, path)
 
 
 @register_experiment(
@@ -1042,19 +1024,13 @@ def _topk_gating_rates(quick, n_jobs, out, progress, random_state):
         checkpoint_dir=out / "checkpoints",
     )
     rows = _concat(tables)
-    csv_path = out / "topk_gating_rates.csv"
-    write_rows(csv_path, rows, list(dict.fromkeys(k for row in rows for k in row)))
+    write_rows(out / "topk_gating_rates.csv", rows, list(dict.fromkeys(k for row in rows for k in row)))
     summary = softmax_rate_summary(tables, claims=TOPK_CLAIMS)
-    cols = as_columns(summary)
-    summary_path = out / "topk_gating_rates_slopes.csv"
-    write_rows(
-        summary_path, [{k: cols[k][i] for k in cols} for i in range(len(cols["quantity"]))], list(cols)
-    )
-    png_path = out / "topk_gating_rates.png"
-    _pyplot().close(plot_topk_rates(tables, png_path))
-    text = format_summary(summary)
-    print(text)
-    return {"csv": csv_path, "png": png_path, "slopes": summary_path, "summary": text}
+    write_table(out / "topk_gating_rates_slopes.csv", summary)
+    return _report(
+        out, "topk_gating_rates", lambda path: plot_topk_rates(tables, path), format_summary(summary),
+        slopes=out / "topk_gating_rates_slopes.csv",
+    )  # fmt: skip
 
 
 # -- EM convergence: measured against predicted rates ----------------------------------------------
@@ -1261,10 +1237,7 @@ def plot_em_convergence(table, path=None):
     ax2.set_ylabel("passes until the error is below 1e-5")
     ax2.set_title("passes over the data")
     ax2.legend(fontsize=7)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return _save_figure(fig, path)
 
 
 def format_em_convergence(table):
@@ -1297,11 +1270,7 @@ def _em_convergence_experiment(quick, n_jobs, out, progress, random_state):
         progress=progress,
         checkpoint=out / "checkpoints" / "em_convergence.csv",
     )
-    cols = as_columns(table)
-    csv_path = out / "em_convergence.csv"
-    write_rows(csv_path, [{k: cols[k][i] for k in cols} for i in range(len(cols["delta"]))], list(cols))
-    png_path = out / "em_convergence.png"
-    _pyplot().close(plot_em_convergence(table, png_path))
-    text = format_em_convergence(table)
-    print(text)
-    return {"csv": csv_path, "png": png_path, "summary": text}
+    write_table(out / "em_convergence.csv", table)
+    return _report(
+        out, "em_convergence", lambda path: plot_em_convergence(table, path), format_em_convergence(table)
+    )
