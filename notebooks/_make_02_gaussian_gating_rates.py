@@ -25,12 +25,9 @@ EM sweeps alone. It needs nbformat, nbclient, ipykernel and matplotlib (the
 import sys
 from pathlib import Path
 
-import nbformat
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _nbtools import code, execute, md, notebook  # noqa: E402
-from _nbtools import markdown_only as _markdown_only  # noqa: E402
+from _nbtools import code, md, notebook, run, switch_quick  # noqa: E402
 
 PATH = HERE / "02_gaussian_gating_rates.ipynb"
 
@@ -612,26 +609,8 @@ print("The fit times are those of the runs that made the fits; fits read from a 
 
 
 def build(full=False):
-    cells = [nbformat.from_dict(dict(cell)) for cell in CELLS]
-    if full:
-        for cell in cells:
-            if cell.cell_type == "code" and cell.source.startswith("QUICK = True"):
-                cell.source = "QUICK = False" + cell.source[len("QUICK = True") :]
-    return notebook(cells)
-
-
-def markdown_only():
-    """Copy the markdown cells of CELLS into the committed notebook (no execution)."""
-    _markdown_only(PATH, CELLS)
-
-
-def main(argv):
-    if "--markdown-only" in argv:
-        markdown_only()
-        return
-    nb = build(full="--full" in argv)
-    execute(nb, PATH, timeout=3600)
+    return notebook(switch_quick(CELLS, not full))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(PATH, CELLS, sys.argv[1:])

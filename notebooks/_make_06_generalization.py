@@ -22,7 +22,7 @@ from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _nbtools import code, md, notebook  # noqa: E402
+from _nbtools import code, md, notebook, switch_quick  # noqa: E402
 from _nbtools import markdown_only as _markdown_only  # noqa: E402
 
 PATH = HERE / "06_generalization.ipynb"
@@ -331,11 +331,8 @@ print(f"sweep: {seconds:.0f} s on {N_JOBS} workers ({'quick' if QUICK else 'full
 
 
 def build(quick=False):
-    cells = [nbformat.from_dict(dict(c)) for c in CELLS]
-    if quick:  # as tests/test_notebooks.py does: the parameter cell's QUICK = False becomes True
-        params = next(c for c in cells if "parameters" in c.metadata.get("tags", []))
-        params.source = params.source.replace("QUICK = False", "QUICK = True", 1)
-    return notebook(cells)
+    # quick: as tests/test_notebooks.py does, the parameter cell's QUICK = False becomes True
+    return notebook(switch_quick(CELLS, quick))
 
 
 def update_text():

@@ -74,3 +74,25 @@ def execute(nb, path, timeout=3600):
     client.execute()
     nbformat.write(nb, path)
     print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
+
+
+def switch_quick(cells, quick):
+    """Copies of ``cells`` with the parameter cell's ``QUICK`` switch set to ``quick``."""
+    cells = [nbformat.from_dict(dict(cell)) for cell in cells]
+    old, new = ("QUICK = False", "QUICK = True") if quick else ("QUICK = True", "QUICK = False")
+    for cell in cells:
+        if cell.cell_type == "code" and cell.source.startswith(old):
+            cell.source = new + cell.source[len(old) :]
+    return cells
+
+
+def run(path, cells, argv, timeout=3600):
+    """The command line of a generator whose notebook is quick by default.
+
+    ``--markdown-only``: :func:`markdown_only`; ``--full``: execute the full
+    version; otherwise the quick one. The notebook is written to ``path``.
+    """
+    if "--markdown-only" in argv:
+        markdown_only(path, cells)
+        return
+    execute(notebook(switch_quick(cells, "--full" not in argv)), path, timeout=timeout)
