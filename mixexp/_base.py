@@ -38,6 +38,7 @@ from .solvers import (
     run_em,
     run_lbfgs,
     run_minibatch,
+    run_squarem,
 )
 
 _INIT_METHODS = ("auto", "kmeans", "random", "random_subsets")
@@ -129,7 +130,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         "gate_covariance_type": [StrOptions({"full", "diag", "spherical"})],
         "gate_depth": [None, Interval(Integral, 1, None, closed="left")],
         "gate_branching": [Interval(Integral, 2, None, closed="left")],
-        "solver": [StrOptions({"em", "lbfgs", "adam", "sgd"})],
+        "solver": [StrOptions({"em", "squarem", "lbfgs", "adam", "sgd"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "learning_rate_schedule": [StrOptions({"constant", "invscaling", "adaptive"})],
@@ -459,7 +460,9 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         self._final_run = False
         if not result.converged and not result.stopped:
             change = abs(result.lower_bounds[-1] - result.lower_bounds[-2])
-            solver_name = {"em": "EM", "lbfgs": "L-BFGS", "adam": "Adam", "sgd": "SGD"}[self.solver]
+            solver_name = {"em": "EM", "squarem": "SQUAREM", "lbfgs": "L-BFGS", "adam": "Adam", "sgd": "SGD"}[
+                self.solver
+            ]
             warnings.warn(
                 f"The best of {n_init} {solver_name} run(s) did not converge in max_iter={self.max_iter} "
                 f"iterations (last change of the mean log-likelihood {change:.3g} > tol={self.tol}). "
@@ -615,7 +618,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         (``_final_run``) ``callback`` is called after each iteration (epoch
         for the minibatch solvers).
         """
-        run = run_lbfgs if self.solver == "lbfgs" else run_em
+        run = {"lbfgs": run_lbfgs, "squarem": run_squarem}.get(self.solver, run_em)
         if self.solver in ("adam", "sgd"):
             # an int random_state gives every run the same shuffles (deterministic fits)
             run = partial(
@@ -635,7 +638,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         hook = None
         if thetas is not None or callback is not None:
             hook = _IterationHook(self, gate, experts, thetas, callback)
-        options = {"polish": polish} if run is run_em else {}
+        options = {"polish": polish} if run in (run_em, run_squarem) else {}
         result = run(gate, experts, data, max_iter, self.tol, self.verbose, label, hook=hook, **options)
         result.thetas = thetas
         return result
@@ -672,6 +675,18 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                     f"solver={self.solver!r} needs the flat-parameter gradient interface of the gate and "
                     f"the experts (see mixexp.solvers.loglik_and_grad); missing: {', '.join(missing)}. "
                     "Use solver='em'."
+                )
+        if self.solver == "squarem":
+            missing = [
+                f"{type(part).__name__}.{method}"
+                for part in (gate, experts)
+                for method in ("get_flat", "set_flat")
+                if not callable(getattr(part, method, None))
+            ]
+            if missing:
+                raise ValueError(
+                    "solver='squarem' extrapolates the flat parameter vector (get_flat/set_flat); "
+                    f"missing: {', '.join(missing)}. Use solver='em'."
                 )
         if self.record_history:
             missing = [

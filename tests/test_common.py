@@ -43,6 +43,7 @@ ESTIMATORS = [_make_instance(cls) for cls in ESTIMATOR_CLASSES]
 _CONFIGURATIONS = [
     {"gate": "gaussian"},
     {"solver": "lbfgs"},
+    {"solver": "squarem"},
     {"top_k": 1},
     {"solver": "adam"},
     {"solver": "sgd"},

@@ -10,6 +10,7 @@ from ._gradient import (
     set_flat_params,
 )
 from ._minibatch import run_minibatch
+from ._squarem import run_squarem
 
 __all__ = [
     "Design",
@@ -22,5 +23,6 @@ __all__ = [
     "run_em",
     "run_lbfgs",
     "run_minibatch",
+    "run_squarem",
     "set_flat_params",
 ]

@@ -140,6 +140,7 @@ class EMResult:
     resp: np.ndarray
     stopped: bool = False  # the iteration hook asked to stop
     thetas: list | None = None  # flat parameters at each entry of lower_bounds, when recorded
+    extrapolations: tuple | None = None  # SQUAREM: (accepted, rejected) extrapolations
 
 
 def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, polish=True):
