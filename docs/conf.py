@@ -82,7 +82,7 @@ def _skip_sklearn_members(app, what, name, obj, skip, options):
 
 # -- figures made at build time ----------------------------------------------
 GENERATED = DOCS / "_generated"
-FIGURE_SCRIPTS = ["plot_mcycle.py", "plot_gaussian_parts.py"]
+FIGURE_SCRIPTS = ["plot_mcycle.py", "plot_gaussian_parts.py", "plot_squarem.py"]
 
 
 def _make_figures(app):

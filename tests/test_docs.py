@@ -24,6 +24,7 @@ def test_docs_build_without_warnings(tmp_path):
     assert (outdir / "generated" / "mixexp.MixtureOfExpertsRegressor.html").is_file()
     assert (outdir / "_images" / "mcycle_moe.png").is_file()
     assert (outdir / "_images" / "gaussian_gating_parts.png").is_file()
+    assert (outdir / "_images" / "squarem_paths.png").is_file()
 
 
 def test_gaussian_parts_figure_is_the_notebooks_output(tmp_path):

@@ -1,0 +1,145 @@
+"""Benchmark: EM against SQUAREM-accelerated EM (``solver="squarem"``) from the same starts.
+
+Problems, each at two sample sizes:
+
+* ``separated`` / ``overlapping``: :func:`mixexp.datasets.make_moe_regression`
+  with K = 4 Gaussian experts and a softmax gate on d = 5 covariates,
+  ``coef_scale`` 3 (experts far apart) and 0.5 (overlapping: much missing
+  information, EM's rate near 1); one k-means start (``random_state=seed``).
+* ``gaussian gate, K=5 of 3``: the AISTATS 2024 truth (d = 2, Type I) fitted
+  with 5 experts from a near-truth start (notebook 02's set-up).
+* ``softmax, K=3 of 2``: the NeurIPS 2023 truth fitted with 3 experts from a
+  near-truth start (notebook 03's set-up).
+* ``poisson, K=3``: Poisson experts on simulated counts, k-means start.
+
+Both solvers stop when one EM step changes the mean log-likelihood by less
+than ``--tol`` (default 1e-10), or after ``--max-iter`` EM steps (20000).
+The table gives the EM steps, whether each met the tolerance, the wall time,
+the ratio EM / SQUAREM of the times, SQUAREM's accepted/rejected
+extrapolations, and the difference of the final objectives in total nats
+(``n * (ll_squarem - ll_em)``; positive: SQUAREM ended higher). Timings are
+taken in one run, so the ratio is the meaningful figure; the load average is
+printed before and after. Numba compilation is excluded by a warm-up fit.
+
+Run it from the repository root::
+
+    python benchmarks/bench_squarem.py            # n = 1e4 and 1e5
+    python benchmarks/bench_squarem.py --quick    # n = 2000 and 1e4
+"""
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from mixexp import MixtureOfExpertsRegressor
+from mixexp.datasets import make_moe_regression
+from mixexp.theory import aistats2024_model, neurips2023_model
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_em import fmt_n, load_note, print_table  # noqa: E402
+
+
+def _kmeans(n_experts, **params):
+    def make(solver, X, y):
+        return MixtureOfExpertsRegressor(n_experts, n_init=1, init="kmeans", solver=solver, **params)
+
+    return make
+
+
+def _near_truth(truth, n_experts, seed):
+    def make(solver, X, y):
+        start = truth.near_truth(n_experts, len(y), random_state=seed + 1)[0]
+        est = start.to_estimator(X, y, gate_penalty=0.0)
+        return est.set_params(warm_start=True, solver=solver)
+
+    return make
+
+
+def problems(n, seed):
+    """(name, X, y, make(solver, X, y) -> unfitted estimator at its start)."""
+    rng = np.random.default_rng(seed)
+    for name, scale in (("separated", 3.0), ("overlapping", 0.5)):
+        X, y = make_moe_regression(n, n_features=5, n_experts=4, coef_scale=scale, random_state=seed)
+        yield name, X, y, _kmeans(4, random_state=seed)
+    truth = aistats2024_model(2, "I")
+    X, y = truth.sample(n, random_state=seed)
+    yield "gaussian gate, K=5 of 3", X, y, _near_truth(truth, 5, seed)
+    truth = neurips2023_model()
+    X, y = truth.sample(n, random_state=seed)
+    yield "softmax, K=3 of 2", X, y, _near_truth(truth, 3, seed)
+    X = rng.uniform(-1, 1, size=(n, 2))
+    z = rng.integers(3, size=n)
+    eta = np.array([[0.5, 1.0, 0.0], [1.5, -1.0, 0.5], [1.0, 0.0, -1.0]])[z]
+    y = rng.poisson(np.exp(eta[:, 0] + (eta[:, 1:] * X).sum(axis=1))).astype(float)
+    yield "poisson, K=3", X, y, _kmeans(3, expert="poisson", random_state=seed)
+
+
+def fit(make, solver, X, y, tol, max_iter):
+    est = make(solver, X, y).set_params(tol=tol, max_iter=max_iter)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    return est, time.perf_counter() - t0
+
+
+def count_extrapolations(make, X, y, tol, max_iter):
+    """SQUAREM's (accepted, rejected) extrapolations: the verbose summary line of a refit."""
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    est = make("squarem", X, y).set_params(tol=tol, max_iter=max_iter, verbose=1)
+    with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    line = [s for s in buffer.getvalue().splitlines() if "extrapolations accepted" in s][-1]
+    words = line.split("(")[1].split()
+    return int(words[0]), int(words[3])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000])
+    parser.add_argument("--quick", action="store_true", help="n = 2000 and 1e4")
+    parser.add_argument("--tol", type=float, default=1e-10)
+    parser.add_argument("--max-iter", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    sizes = [2000, 10000] if args.quick else args.sizes
+    print(f"before: {load_note()}")
+    # warm-up: compile every kernel on a small problem
+    for _, X, y, make in problems(300, args.seed):
+        for solver in ("em", "squarem"):
+            fit(make, solver, X, y, 1e-3, 5)
+    rows = []
+    for n in sizes:
+        for name, X, y, make in problems(n, args.seed):
+            em, t_em = fit(make, "em", X, y, args.tol, args.max_iter)
+            sq, t_sq = fit(make, "squarem", X, y, args.tol, args.max_iter)
+            accepted, rejected = count_extrapolations(make, X, y, args.tol, args.max_iter)
+            rows.append([
+                name, fmt_n(n),
+                em.n_iter_, "yes" if em.converged_ else "no", f"{t_em:.2f}",
+                sq.n_iter_, "yes" if sq.converged_ else "no", f"{t_sq:.2f}",
+                f"{t_em / t_sq:.1f}", f"{accepted}/{rejected}",
+                f"{n * (sq.lower_bound_ - em.lower_bound_):+.2e}",
+            ])  # fmt: skip
+            print(f"  done: {name}, n = {fmt_n(n)}", flush=True)
+    print()
+    print_table(
+        ["problem", "n", "EM steps", "EM conv", "EM s", "SQ steps", "SQ conv", "SQ s", "EM/SQ time",
+         "extrap. acc/rej", "SQ - EM (nats)"],
+        rows,
+    )  # fmt: skip
+    print(f"tol = {args.tol:g} on the mean log-likelihood per EM step, max_iter = {args.max_iter}")
+    print(f"after: {load_note()}")
+
+
+if __name__ == "__main__":
+    main()
