@@ -1,12 +1,13 @@
 """The theory toolkit: true models, Voronoi losses, rate sweeps, fitted rates, the experiment CLI."""
 
+import json
 import sys
 import types
 import warnings
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from scipy import integrate
 from scipy.stats import multivariate_normal, norm
 
@@ -420,6 +421,40 @@ def test_rate_experiment_checkpoint_resumes(tmp_path, monkeypatch):
         rate_experiment(TRUTH, 2, [200], 2, random_state=0, checkpoint=path, max_iter=31, progress=False)
     with pytest.raises(ValueError, match="base seed"):
         rate_experiment(TRUTH, 2, [200], 2, random_state=5, checkpoint=path, **SMALL)
+
+
+def test_rate_experiment_total_tolerance_and_squarem(tmp_path):
+    # tol_scale="total": cell n is fitted with tol / n, exactly as a mean tolerance of tol / n
+    common = {"max_iter": 400, "random_state": 0, "progress": False}
+    total = rate_experiment(TRUTH, 3, [200, 400], 2, tol=1e-4, tol_scale="total", **common)
+    for n in (200, 400):
+        mean = rate_experiment(TRUTH, 3, [n], 2, tol=1e-4 / n, **common)
+        rows = np.asarray(total["n"]) == n
+        for column in ("loss", "n_iter", "lower_bound"):
+            assert_array_equal(np.asarray(total[column])[rows], mean[column])
+    loose = rate_experiment(TRUTH, 3, [400], 2, tol=1e-4, **common)
+    assert np.all(np.asarray(loose["n_iter"]) < np.asarray(total["n_iter"])[2:])
+    # SQUAREM: the same fits (same maxima from the same starts) in fewer EM steps
+    em = rate_experiment(TRUTH, 3, [400], 2, tol=1e-10, max_iter=20000, random_state=0, progress=False)
+    sq = rate_experiment(TRUTH, 3, [400], 2, tol=1e-10, max_iter=20000, random_state=0, progress=False,
+                         solver="squarem")
+    assert np.all(em["converged"]) and np.all(sq["converged"])
+    assert np.all(np.asarray(sq["n_iter"]) < np.asarray(em["n_iter"]))
+    assert_allclose(sq["lower_bound"], em["lower_bound"], rtol=0, atol=1e-7)
+    # the settings of a checkpoint name tol_scale only when it is not the default (older
+    # checkpoints stay valid), and a checkpoint of one scale refuses the other
+    path = tmp_path / "total.csv"
+    rate_experiment(TRUTH, 3, [200], 1, tol=1e-4, tol_scale="total", checkpoint=path, **common)
+    assert json.loads(path.with_suffix(".csv.json").read_text())["settings"]["tol_scale"] == "total"
+    with pytest.raises(ValueError, match="other settings"):
+        rate_experiment(TRUTH, 3, [200], 1, tol=1e-4, checkpoint=path, **common)
+    plain = tmp_path / "mean.csv"
+    rate_experiment(TRUTH, 3, [200], 1, tol=1e-4, checkpoint=plain, **common)
+    assert "tol_scale" not in json.loads(plain.with_suffix(".csv.json").read_text())["settings"]
+    with pytest.raises(ValueError, match="tol_scale"):
+        rate_experiment(TRUTH, 3, [200], 1, tol_scale="nats", **common)
+    with pytest.raises(ValueError, match="solver"):
+        rate_experiment(TRUTH, 3, [200], 1, solver="lbfgs", **common)
 
 
 def test_rate_experiment_solver_plug_in_and_other_gates():

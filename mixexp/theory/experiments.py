@@ -65,7 +65,15 @@ def _em_fit(X, y, n_experts, start, spec, seed):
     """Fit MixtureOfExpertsRegressor by EM, from ``start`` models (near truth) or k-means."""
     from .._estimators import MixtureOfExpertsRegressor
 
-    params = {**RATE_ESTIMATOR_PARAMS, **spec.estimator_params, "max_iter": spec.max_iter, "tol": spec.tol}
+    # tol_scale="total": a tolerance on the total log-likelihood, so the mean's is tol / n
+    tol = spec.tol / len(y) if spec.tol_scale == "total" else spec.tol
+    params = {
+        **RATE_ESTIMATOR_PARAMS,
+        "solver": spec.solver,
+        **spec.estimator_params,
+        "max_iter": spec.max_iter,
+        "tol": tol,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if start is None:
@@ -291,6 +299,7 @@ class _RateSpec:
     max_iter: int
     tol: float
     estimator_params: dict = field(default_factory=dict)
+    tol_scale: str = "mean"
 
 
 def _rate_columns(n_experts, parameters):
@@ -379,6 +388,7 @@ def rate_experiment(
     r_bar=None,
     max_iter=2000,
     tol=1e-8,
+    tol_scale="mean",
     estimator_params=None,
     n_jobs=None,
     random_state=None,
@@ -415,10 +425,13 @@ def rate_experiment(
         the protocol of the reference implementation); the fitted estimator is
         set at those parameters and refitted with ``warm_start=True``, so EM
         starts exactly there. ``"kmeans"``: the estimator's own k-means start.
-    solver : "em" or callable, default="em"
-        A callable is called as ``solver(X, y, n_experts=..., start=...,
-        random_state=...)`` with ``start`` the list of near-truth models (None
-        for ``init="kmeans"``) and returns a dict of the fitted parameters in
+    solver : "em", "squarem" or callable, default="em"
+        ``"em"`` and ``"squarem"`` are the estimator's solvers (SQUAREM: the
+        same EM steps with extrapolation, reaching tight tolerances on
+        over-fitted models in several times fewer steps). A callable is
+        called as ``solver(X, y, n_experts=..., start=..., random_state=...)``
+        with ``start`` the list of near-truth models (None for
+        ``init="kmeans"``) and returns a dict of the fitted parameters in
         the truth's format (for softmax gates ``gate_coef``, ``expert_coef``,
         ``noise_variance``), optionally with ``n_iter``, ``converged`` and
         ``lower_bound``.
@@ -443,6 +456,12 @@ def rate_experiment(
         atom, and at large n a near-truth start may already be within
         ``tol`` of its next step, so EM stops there and the measured errors
         are the start's.
+    tol_scale : {"mean", "total"}, default="mean"
+        ``"total"``: ``tol`` bounds the change of the *total* log-likelihood
+        (the estimator gets ``tol / n``), the same precision in nats at every
+        n. A tolerance on the mean is n times looser in total nats at sample
+        size n, so it stops over-fitted fits earlier, relative to the
+        likelihood ratio left to gain, the larger n is.
     estimator_params : dict, default=None
         Other estimator parameters; the default sets ``gate_penalty=0`` (the
         maximum-likelihood estimate).
@@ -480,12 +499,14 @@ def rate_experiment(
     """
     if init not in INIT_METHODS:
         raise ValueError(f"init must be one of {INIT_METHODS}; got {init!r}.")
+    if tol_scale not in ("mean", "total"):
+        raise ValueError(f"tol_scale must be 'mean' or 'total'; got {tol_scale!r}.")
     gate_name = getattr(true_model, "gate", None)
     if gate_name not in GATE_SPECS:
         raise ValueError(f"true_model.gate must be one of {sorted(GATE_SPECS)}; got {gate_name!r}.")
     if not callable(solver):
-        if solver != "em":
-            raise ValueError(f"solver must be 'em' or a callable; got {solver!r}.")
+        if solver not in ("em", "squarem"):
+            raise ValueError(f"solver must be 'em', 'squarem' or a callable; got {solver!r}.")
         if GATE_SPECS[gate_name].fit is None:
             raise ValueError(f"mixexp has no estimator for gate={gate_name!r} yet; pass a callable solver.")
     if init == "near_truth" and not hasattr(true_model, "near_truth"):
@@ -508,6 +529,7 @@ def rate_experiment(
         int(max_iter),
         float(tol),
         dict(estimator_params or {}),
+        tol_scale,
     )
     settings = {
         "kind": "rate_experiment",
@@ -527,6 +549,8 @@ def rate_experiment(
         "tol": spec.tol,
         "estimator_params": spec.estimator_params,
     }
+    if tol_scale != "mean":  # (absent from the settings of the default, as before it existed)
+        settings["tol_scale"] = tol_scale
     cells = [(n, r) for n in n_grid for r in range(int(n_replicates))]
     columns = _rate_columns(n_experts, GATE_SPECS[gate_name].parameters)
     return _run_cells(

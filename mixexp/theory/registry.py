@@ -161,6 +161,17 @@ SOFTMAX_SETTINGS = {
     },
 }
 
+#: The over-fitted softmax sweeps run to convergence: SQUAREM (the same EM steps,
+#: extrapolated) until one step changes the *total* log-likelihood by less than
+#: 1e-7 nats (``tol_scale="total"``), at most 20000 EM steps. The sample sizes of
+#: :data:`SOFTMAX_SETTINGS` and its seeds, so the samples and starts are the same.
+SOFTMAX_CONVERGED_SETTINGS = {
+    "quick": {**SOFTMAX_SETTINGS["quick"], "n_grid": [1000, 2000, 4000, 8000], "n_replicates": 6,
+              "solver": "squarem", "tol": 1e-7, "tol_scale": "total", "max_iter": 20000},
+    "full": {**SOFTMAX_SETTINGS["full"], "n_replicates": 40, "solver": "squarem", "tol": 1e-7,
+             "tol_scale": "total", "max_iter": 20000},
+}  # fmt: skip
+
 
 def softmax_rate_tables(
     settings,
@@ -179,7 +190,9 @@ def softmax_rate_tables(
     settings : dict
         ``n_grid``, ``n_replicates``, ``n_init``, ``max_iter``, ``tol`` and
         optionally ``n_replicates_exact``, the replicates for K = 2, whose fits
-        are cheap (see :data:`SOFTMAX_SETTINGS`).
+        are cheap (see :data:`SOFTMAX_SETTINGS`), and ``solver`` and
+        ``tol_scale`` of :func:`~mixexp.theory.rate_experiment` (default
+        ``"em"`` and ``"mean"``; see :data:`SOFTMAX_CONVERGED_SETTINGS`).
     n_experts : tuple of int, default=(2, 3, 4)
     n_jobs : int, default=None
     random_state : int, default=0
@@ -210,6 +223,8 @@ def softmax_rate_tables(
             split=split,
             max_iter=settings["max_iter"],
             tol=settings["tol"],
+            solver=settings.get("solver", "em"),
+            tol_scale=settings.get("tol_scale", "mean"),
             n_jobs=n_jobs,
             random_state=random_state + K,
             progress=progress,
@@ -648,6 +663,17 @@ GAUSSIAN_SETTINGS = {
 }
 
 
+#: Notebook 02's sweeps run to convergence: SQUAREM until one EM step changes the
+#: *total* log-likelihood by less than 1e-8 nats (1e-10 on the mean at n = 100, as
+#: :data:`GAUSSIAN_SETTINGS`, and tighter above), at most 20000 EM steps; the same
+#: samples and starts (seeds) as the EM sweeps.
+GAUSSIAN_CONVERGED_SETTINGS = {
+    "quick": {**GAUSSIAN_SETTINGS["quick"], "solver": "squarem", "tol": 1e-4, "tol_scale": "total"},
+    "full": {**GAUSSIAN_SETTINGS["full"], "solver": "squarem", "tol": 1e-8, "tol_scale": "total",
+             "max_iter": 20000},
+}  # fmt: skip
+
+
 def gaussian_rate_tables(
     settings, cases=GAUSSIAN_CASES, *, n_jobs=None, random_state=0, progress=True, checkpoint_dir=None
 ):
@@ -662,7 +688,9 @@ def gaussian_rate_tables(
     Parameters
     ----------
     settings : dict
-        ``n_grid``, ``n_replicates``, ``max_iter``, ``tol`` (see :data:`GAUSSIAN_SETTINGS`).
+        ``n_grid``, ``n_replicates``, ``max_iter``, ``tol`` (see :data:`GAUSSIAN_SETTINGS`),
+        optionally ``solver`` and ``tol_scale`` of :func:`~mixexp.theory.rate_experiment`
+        (default ``"em"`` and ``"mean"``).
         ``n_replicates`` is an int, or a dict ``{"default": int, n: int, ...}`` giving some
         sample sizes another number of replicates (replicate ``r`` at ``n`` is the same fit
         whatever the counts, so the cells of a checkpoint are reused).
@@ -693,6 +721,8 @@ def gaussian_rate_tables(
                 init="near_truth",
                 max_iter=settings["max_iter"],
                 tol=settings["tol"],
+                solver=settings.get("solver", "em"),
+                tol_scale=settings.get("tol_scale", "mean"),
                 n_jobs=n_jobs,
                 random_state=random_state + i,
                 progress=progress,
