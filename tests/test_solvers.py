@@ -127,7 +127,7 @@ def test_record_history(solver):
     assert not hasattr(est, "history_")
 
 
-@pytest.mark.parametrize("solver", ["em", "lbfgs"])
+@pytest.mark.parametrize("solver", ["em", "squarem", "lbfgs"])
 def test_record_history_with_screening(solver):
     X, y = _simulate("gaussian", "softmax", seed=2)
     est = MixtureOfExpertsRegressor(
@@ -140,7 +140,7 @@ def test_record_history_with_screening(solver):
     assert_allclose(theta[-1], get_flat_params(est.gate_, est.experts_), rtol=1e-13, atol=1e-14)
 
 
-@pytest.mark.parametrize("solver", ["em", "lbfgs"])
+@pytest.mark.parametrize("solver", ["em", "squarem", "lbfgs"])
 def test_callback_follows_every_iteration(solver):
     X, y = _simulate("poisson", "softmax", seed=1)
     seen = []
@@ -161,7 +161,7 @@ def test_callback_follows_every_iteration(solver):
     assert len(seen) == est.n_iter_ - 2
 
 
-@pytest.mark.parametrize("solver", ["em", "lbfgs"])
+@pytest.mark.parametrize("solver", ["em", "squarem", "lbfgs"])
 def test_callback_stop_iteration_stops_the_fit(solver):
     X, y = _simulate("gaussian", "softmax", seed=1)
     calls = []

@@ -257,37 +257,6 @@ def test_squarem_needs_far_fewer_em_steps_on_overfitted_models(problem):
     assert sq.lower_bound_ >= em.lower_bound_ - 1e-8
 
 
-def test_squarem_with_screening_record_history_and_callback():
-    X, y = _simulate("gaussian", "softmax", seed=2)
-    seen = []
-    est = MixtureOfExpertsRegressor(
-        2, solver="squarem", n_init=3, init_max_iter=2, record_history=True, random_state=0, tol=1e-10,
-        callback=lambda e: seen.append(get_flat_params(e.gate_, e.experts_)),
-    ).fit(X, y)
-    theta = est.history_["theta"]
-    assert theta.shape == (est.n_iter_ + 1, est.n_parameters())
-    assert_allclose(theta[-1], get_flat_params(est.gate_, est.experts_), rtol=1e-13, atol=1e-14)
-    # the callback follows the best start's continuation, one call per EM step
-    assert len(seen) == est.n_iter_ - 2
-    assert_allclose(np.array(seen), theta[3:], rtol=1e-13, atol=1e-14)
-
-
-def test_squarem_callback_stop_iteration():
-    X, y = _simulate("gaussian", "softmax", seed=1)
-    calls = []
-
-    def stop_after_five(est):
-        calls.append(1)
-        if len(calls) == 5:
-            raise StopIteration
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        est = _estimator("gaussian", solver="squarem", callback=stop_after_five, tol=1e-12).fit(X, y)
-    assert len(calls) == 5 and est.n_iter_ == 5 and not est.converged_
-    assert est.lower_bounds_.shape == (6,)
-
-
 def test_squarem_convergence_warning_and_budget():
     X, y, start = _overfitted_softmax(n=1000)
     with pytest.warns(ConvergenceWarning, match="SQUAREM run"):
