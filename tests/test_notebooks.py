@@ -51,3 +51,27 @@ def test_full_run_notebooks_are_run_quick():
     nbformat = pytest.importorskip("nbformat")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("QUICK = False  # full\nN = 3")])
     assert _quick(nb).cells[0].source == "QUICK = True  # full\nN = 3"
+
+
+#: notebooks committed with their generator's full run (``python notebooks/_make_NN_*.py --full``)
+FULL_RUN_GENERATORS = ["_make_02_gaussian_gating_rates.py", "_make_03_softmax_gating_rates.py"]
+
+
+@pytest.mark.parametrize("generator", FULL_RUN_GENERATORS)
+def test_committed_notebook_is_the_generators_full_run(generator):
+    # same cells as the generator's build, the parameter cell set to the full run, every code cell executed
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(generator[:-3], NOTEBOOK_DIR / generator)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    expected = module.build(full=True)
+    committed = nbformat.read(module.PATH, as_version=4)
+    assert [c.cell_type for c in committed.cells] == [c.cell_type for c in expected.cells]
+    assert [c.source for c in committed.cells] == [c.source for c in expected.cells]
+    assert any(c.source.startswith("QUICK = False") for c in committed.cells if c.cell_type == "code")
+    code = [c for c in committed.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code)
+    assert not any(o.output_type == "error" for c in code for o in c.outputs)
