@@ -392,12 +392,12 @@ $10^{-7}$ nats (40 replicates; 98% of the K = 3 fits at $n$ = 32000 and
 64000 met it, and 90% of the K = 4 fits at 64000, the others stopping at
 20000 EM steps), the errors weighted as in $\\mathcal{D}_2$ fall as:
 
-| | $\\beta_1$ (claim $-0.125$) | $b$ ($-0.125$) | $a$ ($-0.25$) | $\\sigma$ ($-0.25$) |
+| K | $\\beta_1$ (claim $-0.125$) | $b$ ($-0.125$) | $a$ ($-0.25$) | $\\sigma$ ($-0.25$) |
 |---|---|---|---|---|
-| K = 3 | $-0.229$ $[-0.34, -0.11]$ | $-0.221$ $[-0.32, -0.10]$ | $-0.371$ $[-0.57, -0.22]$ | **$-0.260$** $[-0.38, -0.14]$ |
-| K = 4 | **$-0.075$** $[-0.21, +0.08]$ | **$-0.194$** $[-0.28, -0.05]$ | **$-0.232$** $[-0.45, +0.04]$ | **$-0.297$** $[-0.39, -0.15]$ |
+| 3 | -0.229 [-0.34, -0.11] | -0.221 [-0.32, -0.10] | -0.371 [-0.57, -0.22] | -0.260 ✓ [-0.38, -0.14] |
+| 4 | -0.075 ✓ [-0.21, 0.08] | -0.194 ✓ [-0.28, -0.05] | -0.232 ✓ [-0.45, 0.04] | -0.297 ✓ [-0.39, -0.15] |
 
-Five of the eight are within 0.07 of their claim (bold), and **all eight
+Five of the eight are within 0.07 of their claim (✓), and **all eight
 intervals contain their claim**; the three misses (K = 3: $\\beta_1$, $b$,
 $a$) are 0.10 to 0.12 steeper than claimed, not significantly. The sweep's
 fits of the same samples from the same starts gave $-0.41$ to $-0.55$ (one in
