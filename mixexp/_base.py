@@ -677,23 +677,14 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
                     "Use solver='em'."
                 )
         if self.solver == "squarem":
-            missing = [
-                f"{type(part).__name__}.{method}"
-                for part in (gate, experts)
-                for method in ("get_flat", "set_flat")
-                if not callable(getattr(part, method, None))
-            ]
+            missing = missing_gradient_methods(gate, experts, ("get_flat", "set_flat"))
             if missing:
                 raise ValueError(
                     "solver='squarem' extrapolates the flat parameter vector (get_flat/set_flat); "
                     f"missing: {', '.join(missing)}. Use solver='em'."
                 )
         if self.record_history:
-            missing = [
-                f"{type(part).__name__}.get_flat"
-                for part in (gate, experts)
-                if not callable(getattr(part, "get_flat", None))
-            ]
+            missing = missing_gradient_methods(gate, experts, ("get_flat",))
             if missing:
                 raise ValueError(
                     f"record_history=True records the flat parameter vector; missing: {', '.join(missing)}."

@@ -33,6 +33,58 @@ from .solvers._online import partial_fit_estimator, supports_partial_fit
 _FAMILY_METHODS = ["log_prob", "m_step", "mean", "n_parameters"]
 
 
+#: Parameter descriptions the two estimators share, put into their docstrings at the line
+#: ``{shared: NAME}`` (see ``_insert_shared_docs``).
+_SHARED_PARAM_DOCS = {
+    "solver": """\
+solver : {"em", "squarem", "lbfgs", "adam", "sgd"}, default="em"
+    How the likelihood is maximised. ``"em"``: the EM algorithm (each
+    iteration an E-step and the parts' M-steps; the log-likelihood never
+    decreases). ``"squarem"``: EM accelerated by squared extrapolation
+    (Varadhan & Roland 2008): two EM steps, a jump along the quadratic
+    they span and a stabilising EM step, kept only when it does not lose
+    objective; the same fixed points, stopping rule (``tol`` on one EM
+    step) and ``max_iter`` (counting EM steps) as ``"em"``, several times
+    fewer steps where EM is slow (overlapping or surplus experts). It
+    needs parts with ``get_flat``/``set_flat``. ``"lbfgs"``: scipy's L-BFGS-B on the mean penalised
+    observed log-likelihood with its exact gradient (Fisher's identity),
+    in an unconstrained parametrisation (log-variances, log degrees of
+    freedom, log-shapes) whose bounds keep variances above the floor set
+    by ``reg_covar`` and degrees of freedom and shapes in their ranges.
+    Both start from the same starts; with ``"lbfgs"`` ``max_iter`` counts
+    L-BFGS iterations and ``tol`` is scipy's ``ftol`` (relative change of
+    the objective) and ``gtol``. It needs parts with the flat-parameter
+    gradient interface (not ``gate="gaussian"``, whose EM maximises the
+    joint likelihood of (x, y)), and a differentiable penalty: an L1 term
+    (``gate_l1_ratio`` or ``expert_l1_ratio`` > 0 with a positive penalty)
+    raises a ValueError. ``"adam"`` and ``"sgd"``: minibatch gradient
+    ascent on the same objective (Adam, or SGD with momentum 0.9), one
+    batch's gradient estimating the mean's; ``max_iter`` then counts
+    epochs (passes over the rows), and the run stops when the score
+    (the mean penalised log-likelihood, or the held-out one with
+    ``early_stopping``) has not risen by more than ``tol`` for
+    ``n_iter_no_change`` epochs. Same requirements as ``"lbfgs"``. See
+    the user guide's "Solvers" page.
+""",
+}
+
+
+def _insert_shared_docs(cls):
+    """Put ``_SHARED_PARAM_DOCS[NAME]`` at each ``{shared: NAME}`` line of ``cls.__doc__``, indented as it."""
+    out = []
+    for line in cls.__doc__.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("{shared: ") and stripped.endswith("}"):
+            indent = line[: len(line) - len(line.lstrip())]
+            text = _SHARED_PARAM_DOCS[stripped[len("{shared: ") : -1]].rstrip("\n")
+            out += [indent + part if part else "" for part in text.split("\n")]
+        else:
+            out.append(line)
+    cls.__doc__ = "\n".join(out)
+    return cls
+
+
+@_insert_shared_docs
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     """Mixture of Gaussian linear regression experts with a softmax gate.
 
@@ -185,34 +237,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     gate_branching : int, default=2
         Children per internal node of ``gate="hierarchical"`` (>= 2).
         Ignored by the other gates.
-    solver : {"em", "squarem", "lbfgs", "adam", "sgd"}, default="em"
-        How the likelihood is maximised. ``"em"``: the EM algorithm (each
-        iteration an E-step and the parts' M-steps; the log-likelihood never
-        decreases). ``"squarem"``: EM accelerated by squared extrapolation
-        (Varadhan & Roland 2008): two EM steps, a jump along the quadratic
-        they span and a stabilising EM step, kept only when it does not lose
-        objective; the same fixed points, stopping rule (``tol`` on one EM
-        step) and ``max_iter`` (counting EM steps) as ``"em"``, several times
-        fewer steps where EM is slow (overlapping or surplus experts). It
-        needs parts with ``get_flat``/``set_flat``. ``"lbfgs"``: scipy's L-BFGS-B on the mean penalised
-        observed log-likelihood with its exact gradient (Fisher's identity),
-        in an unconstrained parametrisation (log-variances, log degrees of
-        freedom, log-shapes) whose bounds keep variances above the floor set
-        by ``reg_covar`` and degrees of freedom and shapes in their ranges.
-        Both start from the same starts; with ``"lbfgs"`` ``max_iter`` counts
-        L-BFGS iterations and ``tol`` is scipy's ``ftol`` (relative change of
-        the objective) and ``gtol``. It needs parts with the flat-parameter
-        gradient interface (not ``gate="gaussian"``, whose EM maximises the
-        joint likelihood of (x, y)), and a differentiable penalty: an L1 term
-        (``gate_l1_ratio`` or ``expert_l1_ratio`` > 0 with a positive penalty)
-        raises a ValueError. ``"adam"`` and ``"sgd"``: minibatch gradient
-        ascent on the same objective (Adam, or SGD with momentum 0.9), one
-        batch's gradient estimating the mean's; ``max_iter`` then counts
-        epochs (passes over the rows), and the run stops when the score
-        (the mean penalised log-likelihood, or the held-out one with
-        ``early_stopping``) has not risen by more than ``tol`` for
-        ``n_iter_no_change`` epochs. Same requirements as ``"lbfgs"``. See
-        the user guide's "Solvers" page.
+    {shared: solver}
     batch_size : int or "auto", default="auto"
         Rows per minibatch (``solver="adam"`` or ``"sgd"``); "auto" is
         ``min(256, n_samples)``.
@@ -896,6 +921,7 @@ def _encode_labels(y, classes):
     return codes.astype(np.float64)
 
 
+@_insert_shared_docs
 class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     """Mixture of multinomial logistic regression experts with a softmax gate.
 
@@ -1022,34 +1048,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     gate_branching : int, default=2
         Children per internal node of ``gate="hierarchical"`` (>= 2).
         Ignored by the other gates.
-    solver : {"em", "squarem", "lbfgs", "adam", "sgd"}, default="em"
-        How the likelihood is maximised. ``"em"``: the EM algorithm (each
-        iteration an E-step and the parts' M-steps; the log-likelihood never
-        decreases). ``"squarem"``: EM accelerated by squared extrapolation
-        (Varadhan & Roland 2008): two EM steps, a jump along the quadratic
-        they span and a stabilising EM step, kept only when it does not lose
-        objective; the same fixed points, stopping rule (``tol`` on one EM
-        step) and ``max_iter`` (counting EM steps) as ``"em"``, several times
-        fewer steps where EM is slow (overlapping or surplus experts). It
-        needs parts with ``get_flat``/``set_flat``. ``"lbfgs"``: scipy's L-BFGS-B on the mean penalised
-        observed log-likelihood with its exact gradient (Fisher's identity),
-        in an unconstrained parametrisation (log-variances, log degrees of
-        freedom, log-shapes) whose bounds keep variances above the floor set
-        by ``reg_covar`` and degrees of freedom and shapes in their ranges.
-        Both start from the same starts; with ``"lbfgs"`` ``max_iter`` counts
-        L-BFGS iterations and ``tol`` is scipy's ``ftol`` (relative change of
-        the objective) and ``gtol``. It needs parts with the flat-parameter
-        gradient interface (not ``gate="gaussian"``, whose EM maximises the
-        joint likelihood of (x, y)), and a differentiable penalty: an L1 term
-        (``gate_l1_ratio`` or ``expert_l1_ratio`` > 0 with a positive penalty)
-        raises a ValueError. ``"adam"`` and ``"sgd"``: minibatch gradient
-        ascent on the same objective (Adam, or SGD with momentum 0.9), one
-        batch's gradient estimating the mean's; ``max_iter`` then counts
-        epochs (passes over the rows), and the run stops when the score
-        (the mean penalised log-likelihood, or the held-out one with
-        ``early_stopping``) has not risen by more than ``tol`` for
-        ``n_iter_no_change`` epochs. Same requirements as ``"lbfgs"``. See
-        the user guide's "Solvers" page.
+    {shared: solver}
     batch_size : int or "auto", default="auto"
         Rows per minibatch (``solver="adam"`` or ``"sgd"``); "auto" is
         ``min(256, n_samples)``.

@@ -423,17 +423,25 @@ extra = gaussian_rate_tables(EXTRA, d2_cases, n_jobs=N_JOBS, random_state=RANDOM
                              checkpoint_dir=None if CHECKPOINTS is None else CHECKPOINTS / "em_extra")
 seconds_extra = time.perf_counter() - start
 fit_seconds_extra = sum(float(t["fit_time"].sum()) for t in extra.values())
+
+
+def top_slopes(table, column):
+    # slope of the median of `column` over the last two windows of three consecutive sample sizes
+    grid = np.sort(table["n"].unique())
+    out = {}
+    for lo, hi in [(grid[i], grid[i + 2]) for i in (len(grid) - 5, len(grid) - 3) if i >= 0]:
+        fit = fit_rate(table, column, statistic="median", n_boot=500, n_min=lo, n_max=hi)
+        out[f"n in [{lo}, {hi}]"] = f"{fit.slope:+.3f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]"
+    return out
+
+
 rows = {}
 for key in d2_cases:
     both = pd.concat([tables[key], extra[key]], ignore_index=True)
     label = f"d={key[0]} {key[1]} K={key[2]}"
     grid = np.sort(both["n"].unique())
     for part in PARTS:
-        row = {}
-        for lo, hi in [(grid[i], grid[i + 2]) for i in (len(grid) - 5, len(grid) - 3) if i >= 0]:
-            fit = fit_rate(both, part, statistic="median", n_boot=500, n_min=lo, n_max=hi)
-            row[f"n in [{lo}, {hi}]"] = f"{fit.slope:+.3f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]"
-        rows[label, part] = row
+        rows[label, part] = top_slopes(both, part)
     rows[label, "max_iter share at the largest n"] = {
         "n in [%d, %d]" % (grid[-3], grid[-1]): f"{1 - extra[key]['converged'].mean():.2f}"}
 print("slope of the median over three consecutive sample sizes")
@@ -524,12 +532,7 @@ seconds_conv_extra = time.perf_counter() - start
 fit_seconds_conv_extra = sum(float(t["fit_time"].sum()) for t in extra_conv.values())
 rows = {}
 for key in d2_cases:
-    both = pd.concat([converged[key], extra_conv[key]], ignore_index=True)
-    grid = np.sort(both["n"].unique())
-    row = {}
-    for lo, hi in [(grid[i], grid[i + 2]) for i in (len(grid) - 5, len(grid) - 3) if i >= 0]:
-        fit = fit_rate(both, "loss", statistic="median", n_boot=500, n_min=lo, n_max=hi)
-        row[f"n in [{lo}, {hi}]"] = f"{fit.slope:+.3f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]"
+    row = top_slopes(pd.concat([converged[key], extra_conv[key]], ignore_index=True), "loss")
     row["met tol at the largest n"] = f"{extra_conv[key]['converged'].mean():.2f}"
     rows[f"d={key[0]} {key[1]} K={key[2]}"] = row
 print("converged fits: slope of the median loss over three consecutive sample sizes")

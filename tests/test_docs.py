@@ -62,3 +62,21 @@ def test_doctests(name):
     )
     assert result.attempted > 0, f"no doctest found in {name}"
     assert result.failed == 0, f"{result.failed} of {result.attempted} doctest examples failed in {name}"
+
+
+def test_shared_parameter_docs_are_filled_in():
+    # the estimators' shared parameter descriptions (mixexp._estimators._SHARED_PARAM_DOCS) replace their
+    # "{shared: NAME}" lines, at the indentation of the surrounding parameters
+    from mixexp import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+    from mixexp._estimators import _SHARED_PARAM_DOCS
+
+    for cls in (MixtureOfExpertsRegressor, MixtureOfExpertsClassifier):
+        assert "{shared:" not in cls.__doc__
+        lines = cls.__doc__.split("\n")
+        for name, text in _SHARED_PARAM_DOCS.items():
+            [i] = [k for k, line in enumerate(lines) if line.lstrip().startswith(f"{name} : ")]
+            indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+            [n_experts] = [line for line in lines if line.lstrip().startswith("n_experts : ")]
+            assert n_experts.startswith(indent) and not n_experts[len(indent)].isspace()
+            expected = "\n".join(indent + t if t else "" for t in text.splitlines())
+            assert "\n".join(lines[i:]).startswith(expected)

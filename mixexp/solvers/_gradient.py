@@ -48,12 +48,15 @@ _MAX_CORRECTIONS = 100
 GRADIENT_METHODS = ("get_flat", "set_flat", "flat_grad", "penalty_grad")
 
 
-def missing_gradient_methods(gate, experts):
+def missing_gradient_methods(gate, experts, methods=GRADIENT_METHODS):
     """Names of the flat-parameter methods the parts lack (empty when both have them).
 
     Parameters
     ----------
     gate, experts : parts
+    methods : sequence of str, default=GRADIENT_METHODS
+        The methods to look for (``("get_flat", "set_flat")`` for SQUAREM,
+        ``("get_flat",)`` to record trajectories).
 
     Returns
     -------
@@ -63,7 +66,7 @@ def missing_gradient_methods(gate, experts):
     missing = []
     for part in (gate, experts):
         name = type(part).__name__
-        missing += [f"{name}.{m}" for m in GRADIENT_METHODS if not callable(getattr(part, m, None))]
+        missing += [f"{name}.{m}" for m in methods if not callable(getattr(part, m, None))]
     return missing
 
 
