@@ -218,6 +218,44 @@ def test_extrapolated_points_are_clipped_to_the_bounds(monkeypatch):
     assert np.all(experts.var >= np.exp(lower[np.isfinite(lower)]) * (1 - 1e-12))
 
 
+def test_an_extrapolated_point_that_is_not_a_model_is_rejected(monkeypatch):
+    # a far step can make a Gaussian gate's covariance numerically singular, so that setting
+    # the point raises: that is a rejection (back to EM's point), not the end of the fit
+    import mixexp.solvers._squarem as module
+
+    X, y, start = _overfitted_gaussian_gate(n=1500)
+    est = _warm(start, X, y, tol=1e-9, max_iter=400)
+    gate, experts, data = _setup(est, X, y)
+    plain = run_squarem(*copy.deepcopy((gate, experts)), data, est.max_iter, est.tol)
+    calls, seen = [], []
+
+    def failing_first(gate, experts, theta):
+        calls.append(np.array(theta))
+        if len(calls) == 1:
+            bad = np.array(theta)
+            bad[: gate.get_flat().size] = np.nan
+            try:  # leave the parts half-set, as a failing set_flat does
+                with np.errstate(invalid="ignore"):
+                    set_flat_params(gate, experts, bad)
+            except ValueError:
+                pass
+            raise ValueError("A Gaussian gate covariance is not positive definite")
+        set_flat_params(gate, experts, theta)
+
+    def hook(n_iter, lower_bound):
+        seen.append(get_flat_params(gate, experts))
+
+    monkeypatch.setattr(module, "set_flat_params", failing_first)
+    result = run_squarem(gate, experts, data, est.max_iter, est.tol, hook=hook)
+    # the first extrapolation (from the start and two EM steps) failed; the next call set
+    # EM's own second point back, with no pass in between
+    assert_array_equal(calls[1], seen[2])
+    assert result.extrapolations[1] >= 1 and result.converged
+    assert np.all(np.isfinite(get_flat_params(gate, experts)))
+    # and the run still reaches the plain run's maximum
+    assert abs(result.lower_bound - plain.lower_bound) < 1e-6
+
+
 # -- the estimator ------------------------------------------------------------------------
 
 
@@ -292,3 +330,41 @@ def test_squarem_needs_the_flat_interface():
     X, y = _simulate("gaussian", "softmax")
     with pytest.raises(ValueError, match=r"solver='squarem'.*_NoGradientFamily\.get_flat.*set_flat"):
         _estimator(_NoGradientFamily, solver="squarem").fit(X, y)
+
+
+class _PassCounter:
+    """Wraps ``experts.log_prob``: the unfused E-step pass calls it once per pass."""
+
+    def __init__(self, experts):
+        self.count = 0
+        self._log_prob = experts.log_prob
+        experts.log_prob = self
+
+    def __call__(self, *args, **kwargs):
+        self.count += 1
+        return self._log_prob(*args, **kwargs)
+
+
+def test_passes_over_the_data_are_counted():
+    # Student-t experts have no fused pass: each pass calls log_prob once, which counts them
+    # independently of the solvers' own bookkeeping; three experts for two make EM slow and
+    # reject some extrapolations (36 of 78 here)
+    X, y = _simulate("student_t", "softmax", seed=2)
+    est = MixtureOfExpertsRegressor(3, expert="student_t", init="kmeans", random_state=2, tol=1e-12,
+                                    max_iter=5000)
+    gate, experts, data = _setup(est, X, y)
+    start = copy.deepcopy((gate, experts))
+    counter = _PassCounter(experts)
+    em = run_em(gate, experts, data, est.max_iter, est.tol)
+    assert em.n_passes == counter.count == em.n_iter + 1
+    gate, experts = start
+    counter = _PassCounter(experts)
+    sq = run_squarem(gate, experts, data, est.max_iter, est.tol)
+    assert sq.converged and min(sq.extrapolations) > 0
+    assert sq.n_passes == counter.count
+    # each inner run makes one pass more than its EM steps: the first run, every extrapolated
+    # run, and the plain run after each fallback
+    accepted, rejected = sq.extrapolations
+    assert sq.n_passes == sq.n_iter + 1 + accepted + 2 * rejected
+    # the extra passes at extrapolated points are repaid: fewer passes in all than EM
+    assert sq.n_passes < em.n_passes

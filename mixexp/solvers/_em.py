@@ -141,6 +141,7 @@ class EMResult:
     stopped: bool = False  # the iteration hook asked to stop
     thetas: list | None = None  # flat parameters at each entry of lower_bounds, when recorded
     extrapolations: tuple | None = None  # SQUAREM: (accepted, rejected) extrapolations
+    n_passes: int | None = None  # E-step passes over the data (EM and SQUAREM; a top-K polish not counted)
 
 
 def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, polish=True):
@@ -182,7 +183,10 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, p
     Returns
     -------
     EMResult
-        ``lower_bound`` and ``resp`` are those of the final parameters.
+        ``lower_bound`` and ``resp`` are those of the final parameters;
+        ``n_passes`` counts the passes over the data (``n_iter + 1``, plus one
+        for each gate step the next pass rejected and redid; the searches of
+        a top-K polish are not counted).
     """
     fused = FUSED_PASSES.get((gate.kind, experts.kind))
     if fused is None and hasattr(gate, "em_pass"):
@@ -200,13 +204,16 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, p
     # and two responsibility arrays used in turn (the previous one is still
     # needed to check the gate's step).
     buffers = [None, None, None, None]
+    n_passes = 0
     t0 = time.perf_counter()
     while True:
+        n_passes += 1
         if fused is not None:
             out = (buffers[0], buffers[1], buffers[2] if resp_prev is not buffers[2] else buffers[3])
             step = fused(gate, experts, data, resp_prev if gate.pending else None, out)
             if gate.pending and not gate.accept(step.q_prev):
                 gate.backtrack(data.XgT, resp_prev, data.sample_weight)
+                n_passes += 1
                 step = fused(gate, experts, data, None, out)
             buffers[0], buffers[1] = step.gate_eval[:2]
             if step.resp is not buffers[2]:
@@ -247,4 +254,4 @@ def run_em(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, p
             f"{label}{state} after {n_iter} iterations, mean log-lik {lower_bound:.8f} "
             f"({time.perf_counter() - t0:.3f} s)"
         )
-    return EMResult(lower_bound, history, n_iter, converged, step.resp, stopped)
+    return EMResult(lower_bound, history, n_iter, converged, step.resp, stopped, n_passes=n_passes)

@@ -110,6 +110,16 @@ class _Recorder:
         return False
 
 
+def _fall_back(gate, experts, pending, step_max, verbose, label, n_iter):
+    """A rejected extrapolation: back to EM's own theta2; returns the new largest step length."""
+    set_flat_params(gate, experts, pending[2])
+    if verbose >= 2:
+        print(f"{label}iter {n_iter:4d}  step {pending[4]:.3g} rejected, back to EM's point")
+    if pending[4] >= step_max:
+        return max(STEP_MAX0, step_max / STEP_FACTOR)
+    return step_max
+
+
 def run_squarem(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, polish=True):
     """Run SQUAREM-accelerated EM from the parts' current parameters.
 
@@ -147,14 +157,16 @@ def run_squarem(gate, experts, data, max_iter, tol, verbose=0, label="", hook=No
     EMResult
         ``lower_bounds`` has ``n_iter + 1`` entries (the start, then one per
         EM step); ``lower_bound`` and ``resp`` are those of the final
-        parameters, and ``extrapolations`` counts the accepted and rejected
-        extrapolations.
+        parameters, ``extrapolations`` counts the accepted and rejected
+        extrapolations and ``n_passes`` the passes over the data (E-steps:
+        one per EM step, plus those at extrapolated points and the repeated
+        pass at ``theta2`` after a fallback).
     """
     lower, upper = flat_bounds(gate, experts)
     step_max = STEP_MAX0
     history = []
     n_iter = 0
-    accepted = rejected = 0
+    accepted = rejected = n_passes = 0
     converged = stopped = False
     t0 = time.perf_counter()
     # the point the next run starts from: None for the parts' own parameters at the
@@ -182,17 +194,15 @@ def run_squarem(gate, experts, data, max_iter, tol, verbose=0, label="", hook=No
                 rec.reject = True
                 result = EMResult(-np.inf, [], max(len(rec.bounds) - 1, 0), False, None)
         n_iter += result.n_iter
+        # every pass of the inner run reached the recorder (a run that raised: those before it)
+        n_passes += len(rec.bounds)
         first = False
         if rec.user_stop:
             stopped = True
             break
         if rec.reject:
+            step_max = _fall_back(gate, experts, pending, step_max, verbose, label, n_iter)
             rejected += 1
-            if pending[4] >= step_max:
-                step_max = max(STEP_MAX0, step_max / STEP_FACTOR)
-            set_flat_params(gate, experts, pending[2])  # EM's own theta2
-            if verbose >= 2:
-                print(f"{label}iter {n_iter:4d}  step {pending[4]:.3g} rejected, back to EM's point")
             pending = None
             continue
         if extrapolated:
@@ -216,8 +226,16 @@ def run_squarem(gate, experts, data, max_iter, tol, verbose=0, label="", hook=No
         np.clip(theta, lower, upper, out=theta)
         if verbose >= 2:
             print(f"{label}iter {n_iter:4d}  mean log-lik {rec.bounds[-1]:.8f}  step {s:.3g}")
-        set_flat_params(gate, experts, theta)
         pending = (theta, rec.bounds[-3], theta2, rec.bounds[-1], s)
+        try:
+            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+                set_flat_params(gate, experts, theta)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+            # not a valid model in floating point (a far step can make a Gaussian gate's
+            # covariance numerically singular): rejected before any pass
+            step_max = _fall_back(gate, experts, pending, step_max, verbose, label, n_iter)
+            rejected += 1
+            pending = None
     if verbose:
         state_name = "converged" if converged else ("was stopped" if stopped else "did not converge")
         print(
@@ -232,4 +250,5 @@ def run_squarem(gate, experts, data, max_iter, tol, verbose=0, label="", hook=No
         result.resp,
         stopped,
         extrapolations=(accepted, rejected),
+        n_passes=n_passes,
     )
