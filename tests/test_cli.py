@@ -153,6 +153,7 @@ def test_cli_runs_the_em_convergence_experiment(tmp_path, monkeypatch, capsys):
         assert abs(r["measured_em"] - r["predicted_jacobian"]) < 0.05
         assert abs(r["measured_exact_em"] - r["predicted_dlr"]) < 0.05
         assert 0 < r["predicted_dlr"] < 1 and r["em_passes"] > 0 and r["lbfgs_passes"] > 0
+        assert 0 < r["squarem_passes"] <= r["em_passes"] and r["squarem_iterations"] > 0
     # more overlap: a larger fraction of missing information, slower EM
     assert rows[1]["predicted_dlr"] > rows[0]["predicted_dlr"] and rows[1]["em_passes"] > rows[0]["em_passes"]
     assert (tmp_path / "em_convergence.png").stat().st_size > 1000

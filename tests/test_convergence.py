@@ -123,18 +123,31 @@ def test_lbfgs_trajectory_from_the_same_start(overlapping):
     # on overlapping experts L-BFGS reaches the window's lower end in far fewer passes than EM
     assert 0 < result.passes["lbfgs"] < result.passes["em"]
     table = result.table()
-    assert list(table["algorithm"]) == ["em", "exact_em", "lbfgs"]
+    assert list(table["algorithm"]) == ["em", "exact_em", "squarem", "lbfgs"]
     assert {"measured_rate", "predicted_rate", "first", "last", "passes"} <= set(table.columns)
     text = str(result)
     assert "exact EM" in text and "lbfgs" in text
+
+
+def test_squarem_trajectory_from_the_same_start(overlapping):
+    result = overlapping[0]
+    errors = result.errors["squarem"]
+    np.testing.assert_array_equal(errors[0], result.errors["em"][0])
+    # the run stops at its first EM step below the window's lower end
+    assert errors[-1] < result.window[0] <= errors[:-1].min()
+    # its passes include those at extrapolated points: more than its EM steps, far fewer than EM's
+    assert len(errors) <= result.passes["squarem"] < result.passes["em"] / 3
+    assert np.isnan(result.table().set_index("algorithm").loc["squarem", "predicted_rate"])
+    assert "squarem" in str(result)
 
 
 def test_constant_gate_and_no_gradient_run():
     # a mixture of regressions (mixing weights free of x), without the L-BFGS run
     X, y = _problem(3.0, n_samples=1000, seed=1)
     est = MixtureOfExpertsRegressor(2, gate="constant", init="kmeans", random_state=0)
-    result = em_convergence(est, X, y, gradient=False)
-    assert "lbfgs" not in result.errors and "lbfgs" not in set(result.table()["algorithm"])
+    result = em_convergence(est, X, y, gradient=False, squarem=False)
+    assert list(result.errors) == ["em", "exact_em"]
+    assert list(result.table()["algorithm"]) == ["em", "exact_em"]
     assert result.theta_hat.size == 1 + 2 * 2 + 2
     assert abs(result.rates["em"] - result.jacobian_rate) < 0.05
     assert abs(result.rates["exact_em"] - result.predicted_rate) < 0.05

@@ -41,11 +41,12 @@ from ..solvers import (
     missing_gradient_methods,
     run_em,
     run_lbfgs,
+    run_squarem,
     set_flat_params,
 )
 
 #: algorithms of :class:`EMConvergence`, in table order
-ALGORITHMS = ("em", "exact_em", "lbfgs")
+ALGORITHMS = ("em", "exact_em", "squarem", "lbfgs")
 
 
 def linear_rate(errors, window=(1e-5, 1e-3)):
@@ -145,10 +146,15 @@ class EMConvergence:
     errors : dict of str to ndarray
         ``||theta_t - theta_hat||`` along each trajectory: ``"em"`` (the
         estimator's recorded ``history_``), ``"exact_em"`` (exact EM from the same
-        start) and ``"lbfgs"`` (L-BFGS from the same start; absent when
-        ``gradient=False``).
+        start), ``"squarem"`` (SQUAREM-accelerated EM from the same start, one
+        entry per EM step, extrapolated points not included; absent when
+        ``squarem=False``) and ``"lbfgs"`` (L-BFGS from the same start; absent
+        when ``gradient=False``).
     rates : dict of str to float
-        Measured linear rate of each trajectory (:func:`linear_rate`).
+        Measured linear rate of each trajectory (:func:`linear_rate`). For
+        SQUAREM it is an effective ratio per EM step: its error does not fall
+        geometrically (each accepted extrapolation jumps), and no rate is
+        predicted for it.
     windows : dict of str to (int, int)
         The iterates each rate was fitted on.
     passes : dict of str to int
@@ -186,11 +192,12 @@ class EMConvergence:
         pandas.DataFrame
             Columns ``algorithm``, ``measured_rate``, ``predicted_rate`` (DLR for
             exact EM, the iteration map's spectral radius for mixexp's EM, none
-            for L-BFGS), ``first``, ``last`` (iterates fitted) and ``passes``.
+            for SQUAREM and L-BFGS), ``first``, ``last`` (iterates fitted) and
+            ``passes``.
         """
         import pandas as pd
 
-        predicted = {"em": self.jacobian_rate, "exact_em": self.predicted_rate, "lbfgs": np.nan}
+        predicted = {"em": self.jacobian_rate, "exact_em": self.predicted_rate}  # none for the others
         rows = []
         for name in ALGORITHMS:
             if name not in self.errors:
@@ -200,7 +207,7 @@ class EMConvergence:
                 {
                     "algorithm": name,
                     "measured_rate": self.rates[name],
-                    "predicted_rate": predicted[name],
+                    "predicted_rate": predicted.get(name, np.nan),
                     "first": start,
                     "last": stop - 1,
                     "passes": self.passes[name],
@@ -369,6 +376,7 @@ def em_convergence(
     max_iter=2000,
     window=(1e-5, 1e-3),
     gradient=True,
+    squarem=True,
     step=1e-5,
     map_step=1e-3,
 ):
@@ -384,11 +392,13 @@ def em_convergence(
       of missing information ``I_c^{-1} (I_c - I_o)`` (Dempster, Laird & Rubin
       1977), and the rate of the EM mixexp runs, the spectral radius of the
       finite-difference Jacobian of one of its iterations at ``theta_hat``;
-    * **measures** the rate of three trajectories from the same start: the
-      recorded EM run, exact EM (every M-step iterated to its maximum) and,
-      with ``gradient``, L-BFGS (``solver="lbfgs"``'s solver), each by
-      :func:`linear_rate` over the errors ``||theta_t - theta_hat||`` within
-      ``window``.
+    * **measures** the rate of up to four trajectories from the same start: the
+      recorded EM run, exact EM (every M-step iterated to its maximum), with
+      ``squarem`` the same EM steps accelerated by SQUAREM
+      (``solver="squarem"``'s solver) and, with ``gradient``, L-BFGS
+      (``solver="lbfgs"``'s solver), each by :func:`linear_rate` over the
+      errors ``||theta_t - theta_hat||`` within ``window``, and counts the
+      passes over the data each needs to bring the error below ``window[0]``.
 
     mixexp's EM takes one Newton step of the gate per iteration (a generalised
     EM), and so do its GLM and multinomial experts. At the optimum a Newton
@@ -426,6 +436,10 @@ def em_convergence(
         stays well above that floor.
     gradient : bool, default=True
         Also run L-BFGS from the same start.
+    squarem : bool, default=True
+        Also run SQUAREM (:func:`mixexp.solvers.run_squarem`) from the same
+        start. Its passes include those at extrapolated points and those of
+        rejected extrapolations.
     step : float, default=1e-5
         Relative step of the central differences of the gradients, for the
         information matrices (``step * max(1, |theta_j|)``).
@@ -558,13 +572,14 @@ def em_convergence(
         window=window,
     )
 
-    def record(name, thetas, passes_per_iterate):
+    def record(name, thetas, passes_per_iterate=None, passes=None):
+        # passes: the passes to the window's lower end when known directly (SQUAREM)
         errors = np.linalg.norm(np.asarray(thetas) - theta_hat, axis=1)
         rate, start, stop = linear_rate(errors, window)
         result.errors[name] = errors
         result.rates[name] = rate
         result.windows[name] = (start, stop)
-        result.passes[name] = _passes_to(errors, window[0], passes_per_iterate)
+        result.passes[name] = _passes_to(errors, window[0], passes_per_iterate) if passes is None else passes
 
     # mixexp's EM, as recorded by the estimator: one pass per iteration
     record("em", trajectory, np.arange(len(trajectory)))
@@ -578,6 +593,22 @@ def em_convergence(
         if np.linalg.norm(thetas[-1] - theta_hat) < below or np.linalg.norm(thetas[-1] - thetas[-2]) < settle:
             break
     record("exact_em", thetas, np.arange(len(thetas)))
+
+    if squarem:
+        set_flat_params(gate, experts, theta0)
+        thetas = []
+
+        def squarem_hook(n_iter, lower_bound):
+            # called at the start and after every EM step; stop at the first iterate
+            # below the window, so the run's passes are the passes to it
+            thetas.append(get_flat_params(gate, experts))
+            if np.linalg.norm(thetas[-1] - theta_hat) < window[0]:
+                return True
+            return len(thetas) > 1 and bool(np.linalg.norm(thetas[-1] - thetas[-2]) < settle)
+
+        run = run_squarem(gate, experts, data, int(max_iter), 0.0, hook=squarem_hook)
+        reached = bool(np.linalg.norm(thetas[-1] - theta_hat) < window[0])
+        record("squarem", thetas, passes=run.n_passes if reached else -1)
 
     if gradient:
         set_flat_params(gate, experts, theta0)

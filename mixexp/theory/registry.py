@@ -1090,8 +1090,10 @@ EM_CONVERGENCE_COLUMNS = (
     "em_last",
     "em_passes",
     "exact_em_passes",
+    "squarem_passes",
     "lbfgs_passes",
     "em_iterations",
+    "squarem_iterations",
     "lbfgs_iterations",
 )
 
@@ -1148,7 +1150,7 @@ def _em_convergence_cell(spec, case, seed, single_job=True):
     X, y = em_convergence_problem(delta, spec.n_samples, spec.random_state)
     est = MixtureOfExpertsRegressor(2, gate_penalty=0.0, init="kmeans", random_state=spec.random_state)
     r = em_convergence(est, X, y, max_iter=spec.max_iter)
-    below = {name: r.errors[name] < r.window[0] for name in ("em", "lbfgs")}
+    below = {name: r.errors[name] < r.window[0] for name in ("em", "squarem", "lbfgs")}
     return {
         "case": int(case),
         "delta": delta,
@@ -1163,8 +1165,9 @@ def _em_convergence_cell(spec, case, seed, single_job=True):
         "em_last": int(r.windows["em"][1] - 1),
         "em_passes": int(r.passes["em"]),
         "exact_em_passes": int(r.passes["exact_em"]),
+        "squarem_passes": int(r.passes["squarem"]),
         "lbfgs_passes": int(r.passes["lbfgs"]),
-        # iterations until the error first fell below the window (-1: never)
+        # iterations (for SQUAREM: EM steps) until the error first fell below the window (-1: never)
         **{f"{name}_iterations": int(np.argmax(b)) if b.any() else -1 for name, b in below.items()},
     }
 
@@ -1176,8 +1179,8 @@ def em_convergence_table(settings, *, n_jobs=None, random_state=0, progress=True
     with :func:`~mixexp.theory.em_convergence`: the rate of exact EM predicted by
     the fraction of missing information (Dempster, Laird & Rubin 1977), the
     spectral radius of mixexp's EM iteration map, the measured rates of both
-    and the passes over the data EM, exact EM and L-BFGS need to bring the
-    error below ``1e-5``.
+    and the passes over the data EM, exact EM, SQUAREM and L-BFGS need to
+    bring the error below ``1e-5``.
 
     Parameters
     ----------
@@ -1258,6 +1261,7 @@ def plot_em_convergence(table, path=None):
     for column, style, label in (
         ("em_passes", "o-", "EM"),
         ("exact_em_passes", "x--", "exact EM"),
+        ("squarem_passes", "^-", "SQUAREM"),
         ("lbfgs_passes", "s-", "L-BFGS"),
     ):
         ok = c[column] > 0  # -1: never below the window
@@ -1275,14 +1279,14 @@ def format_em_convergence(table):
     c = as_columns(table)
     lines = [
         f"{'delta':>6}{'DLR':>9}{'Jacobian':>10}{'EM':>9}{'exact EM':>10}{'max dev':>10}"
-        f"{'EM passes':>11}{'L-BFGS':>8}"
+        f"{'EM passes':>11}{'SQUAREM':>9}{'L-BFGS':>8}"
     ]
     for i in range(len(c["delta"])):
         dev = max(c["abs_em_minus_jacobian"][i], c["abs_exact_em_minus_dlr"][i])
         lines.append(
             f"{c['delta'][i]:>6g}{c['predicted_dlr'][i]:>9.4f}{c['predicted_jacobian'][i]:>10.4f}"
             f"{c['measured_em'][i]:>9.4f}{c['measured_exact_em'][i]:>10.4f}{dev:>10.1e}"
-            f"{int(c['em_passes'][i]):>11}{int(c['lbfgs_passes'][i]):>8}"
+            f"{int(c['em_passes'][i]):>11}{int(c['squarem_passes'][i]):>9}{int(c['lbfgs_passes'][i]):>8}"
         )
     return "\n".join(lines)
 
