@@ -139,6 +139,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "shuffle": ["boolean"],
         "online_alpha": [Interval(Real, 0.5, 1, closed="right")],
+        "squarem_max_decrease": [Interval(Real, 0, None, closed="left")],
         "record_history": ["boolean"],
         "callback": [None, callable],
         "n_jobs": [None, Integral],
@@ -176,6 +177,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         n_iter_no_change=10,
         shuffle=True,
         online_alpha=0.6,
+        squarem_max_decrease=0.0,
         record_history=False,
         callback=None,
         n_jobs=None,
@@ -208,6 +210,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         self.n_iter_no_change = n_iter_no_change
         self.shuffle = shuffle
         self.online_alpha = online_alpha
+        self.squarem_max_decrease = squarem_max_decrease
         self.record_history = record_history
         self.callback = callback
         self.n_jobs = n_jobs
@@ -639,6 +642,8 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         if thetas is not None or callback is not None:
             hook = _IterationHook(self, gate, experts, thetas, callback)
         options = {"polish": polish} if run in (run_em, run_squarem) else {}
+        if run is run_squarem:
+            options["max_decrease"] = self.squarem_max_decrease
         result = run(gate, experts, data, max_iter, self.tol, self.verbose, label, hook=hook, **options)
         result.thetas = thetas
         return result

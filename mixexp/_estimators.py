@@ -66,6 +66,18 @@ solver : {"em", "squarem", "lbfgs", "adam", "sgd"}, default="em"
     ``n_iter_no_change`` epochs. Same requirements as ``"lbfgs"``. See
     the user guide's "Solvers" page.
 """,
+    "squarem_max_decrease": """\
+squarem_max_decrease : float, default=0.0
+    With ``solver="squarem"``: an extrapolation is kept when, after its
+    stabilising EM step, the total penalised log-likelihood has lost at
+    most this many nats against the cycle's start. 0 keeps every accepted
+    point at least as good as its start, as EM's steps are; the R
+    package ``SQUAREM`` uses 1 (``objfn.inc``), which on over-fitted
+    models, whose flat likelihoods make extrapolations lose a little,
+    rejects far fewer of them and reaches the same maximum in fewer
+    passes (see the user guide's "Solvers" page). Ignored by the other
+    solvers.
+""",
 }
 
 
@@ -268,6 +280,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         Exponent of the step sizes ``gamma_t = t^(-online_alpha)`` of online
         EM (:meth:`partial_fit`), in (1/2, 1]; 1 averages every batch
         equally, smaller values forget the early batches faster.
+    {shared: squarem_max_decrease}
     record_history : bool, default=False
         If True, ``history_`` holds the trajectory of the best start: the flat
         parameter vector and the mean log-likelihood at the start and after
@@ -449,6 +462,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         n_iter_no_change=10,
         shuffle=True,
         online_alpha=0.6,
+        squarem_max_decrease=0.0,
         record_history=False,
         callback=None,
         n_jobs=None,
@@ -486,6 +500,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             n_iter_no_change=n_iter_no_change,
             shuffle=shuffle,
             online_alpha=online_alpha,
+            squarem_max_decrease=squarem_max_decrease,
             record_history=record_history,
             callback=callback,
             n_jobs=n_jobs,
@@ -1079,6 +1094,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Exponent of the step sizes ``gamma_t = t^(-online_alpha)`` of online
         EM (:meth:`partial_fit`), in (1/2, 1]; 1 averages every batch
         equally, smaller values forget the early batches faster.
+    {shared: squarem_max_decrease}
     record_history : bool, default=False
         If True, ``history_`` holds the trajectory of the best start: the flat
         parameter vector and the mean log-likelihood at the start and after
@@ -1260,6 +1276,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         n_iter_no_change=10,
         shuffle=True,
         online_alpha=0.6,
+        squarem_max_decrease=0.0,
         record_history=False,
         callback=None,
         n_jobs=None,
@@ -1295,6 +1312,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             n_iter_no_change=n_iter_no_change,
             shuffle=shuffle,
             online_alpha=online_alpha,
+            squarem_max_decrease=squarem_max_decrease,
             record_history=record_history,
             callback=callback,
             n_jobs=n_jobs,

@@ -21,12 +21,14 @@ jumps along the quadratic they span (scheme S3),
 
 (``s = 1`` gives ``theta_2``, plain EM), and takes one more EM step from
 ``theta'`` to stabilise it. The new point is kept when its objective is at
-least that of ``theta_0``; otherwise the cycle falls back to ``theta_2``,
-EM's own point. So the accepted points never lose objective. ``s_max``
-starts at 1 and grows by a factor of 4 each time a step of length ``s_max``
-is accepted, and shrinks by 4 (not below 1) when one is rejected: the
-globally convergent step control of the authors' R package ``SQUAREM``
-(``squarem2``; ``step.max0 = 1``, ``mstep = 4``, ``objfn.inc = 0``).
+least that of ``theta_0`` (less ``max_decrease`` nats of the total
+log-likelihood, 0 by default); otherwise the cycle falls back to
+``theta_2``, EM's own point. So with the default the accepted points never
+lose objective. ``s_max`` starts at 1 and grows by a factor of 4 each time
+a step of length ``s_max`` is accepted, and shrinks by 4 (not below 1) when
+one is rejected: the globally convergent step control of the authors' R
+package ``SQUAREM`` (``squarem2``; ``step.max0 = 1``, ``mstep = 4``; its
+``objfn.inc``, 1 by default there, is ``max_decrease``).
 
 The extrapolation is in the parts' flat parametrisation
 (:func:`~mixexp.solvers.get_flat_params`: log-variances, Cholesky factors
@@ -120,7 +122,9 @@ def _fall_back(gate, experts, pending, step_max, verbose, label, n_iter):
     return step_max
 
 
-def run_squarem(gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, polish=True):
+def run_squarem(
+    gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, polish=True, max_decrease=0.0
+):
     """Run SQUAREM-accelerated EM from the parts' current parameters.
 
     Same interface and stopping rule as :func:`~mixexp.solvers.run_em`: the
@@ -151,6 +155,14 @@ def run_squarem(gate, experts, data, max_iter, tol, verbose=0, label="", hook=No
     polish : bool, default=True
         Passed to :func:`~mixexp.solvers.run_em` (the top-K gate's search
         before EM stops).
+    max_decrease : float, default=0.0
+        An extrapolation is kept when the objective after its stabilising EM
+        step is at least ``theta0``'s minus this many nats of the *total*
+        penalised log-likelihood (``max_decrease / sum(sample_weight)`` on
+        the mean objective). 0 keeps every cycle monotone, like EM; the R
+        package's default (``objfn.inc = 1``) is 1, which accepts the small
+        losses that extrapolations along flat directions of over-fitted
+        likelihoods make and rejects fewer of them.
 
     Returns
     -------
@@ -162,6 +174,10 @@ def run_squarem(gate, experts, data, max_iter, tol, verbose=0, label="", hook=No
         one per EM step, plus those at extrapolated points and the repeated
         pass at ``theta2`` after a fallback).
     """
+    if isinstance(max_decrease, bool) or not (isinstance(max_decrease, (int, float, np.number))
+                                              and 0.0 <= max_decrease < np.inf):
+        raise ValueError(f"max_decrease must be a finite number >= 0; got {max_decrease!r}.")
+    slack = float(max_decrease) / data.weight_sum  # on the mean objective
     lower, upper = flat_bounds(gate, experts)
     step_max = STEP_MAX0
     history = []
@@ -183,7 +199,7 @@ def run_squarem(gate, experts, data, max_iter, tol, verbose=0, label="", hook=No
         # cycle's theta1 and theta2); a plain run two EM steps
         n_steps = min(3 if extrapolated else 2, budget)
         rec = _Recorder(gate, experts, history, hook, n_iter, record_start=first,
-                        threshold=pending[1] if extrapolated else None)
+                        threshold=pending[1] - slack if extrapolated else None)
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             try:
                 result = run_em(gate, experts, data, n_steps, tol, hook=rec, polish=polish)
