@@ -580,3 +580,29 @@ def test_table_rows_and_write_table_round_trip(tmp_path):
         back = read_rows(tmp_path / "t.csv")
         assert back[0] == expected[0] and back[1]["converged"] is False and np.isnan(back[1]["loss"])
     assert table_rows({}) == []
+
+
+def test_rate_experiment_records_squarem_slack(tmp_path):
+    # SQUAREM's squarem_max_decrease is in a checkpoint's settings whenever it is not 0 (the
+    # only value before it existed: those checkpoints stay valid for a run that asks for 0),
+    # and out of its estimator_params, so a default run refuses a monotone checkpoint
+    common = {"tol": 1e-6, "max_iter": 300, "random_state": 0, "progress": False, "solver": "squarem"}
+    monotone = {"squarem_max_decrease": 0.0}
+    path = tmp_path / "monotone.csv"
+    first = rate_experiment(TRUTH, 3, [200], 1, checkpoint=path, estimator_params=monotone, **common)
+    settings = json.loads(path.with_suffix(".csv.json").read_text())["settings"]
+    assert "squarem_max_decrease" not in settings and settings["estimator_params"] == {}
+    again = rate_experiment(TRUTH, 3, [200], 1, checkpoint=path, estimator_params=monotone, **common)
+    assert_array_equal(again["lower_bound"], first["lower_bound"])
+    with pytest.raises(ValueError, match="other settings"):
+        rate_experiment(TRUTH, 3, [200], 1, checkpoint=path, **common)
+    default = tmp_path / "default.csv"
+    rate_experiment(TRUTH, 3, [200], 1, checkpoint=default, **common)
+    settings = json.loads(default.with_suffix(".csv.json").read_text())["settings"]
+    assert settings["squarem_max_decrease"] == 1.0 and settings["estimator_params"] == {}
+    # the same slack given explicitly is the same settings; EM runs do not name it
+    explicit = {"squarem_max_decrease": 1}
+    rate_experiment(TRUTH, 3, [200], 1, checkpoint=default, estimator_params=explicit, **common)
+    em = tmp_path / "em.csv"
+    rate_experiment(TRUTH, 3, [200], 1, checkpoint=em, **{**common, "solver": "em"})
+    assert "squarem_max_decrease" not in json.loads(em.with_suffix(".csv.json").read_text())["settings"]

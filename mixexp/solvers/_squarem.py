@@ -21,14 +21,14 @@ jumps along the quadratic they span (scheme S3),
 
 (``s = 1`` gives ``theta_2``, plain EM), and takes one more EM step from
 ``theta'`` to stabilise it. The new point is kept when its objective is at
-least that of ``theta_0`` (less ``max_decrease`` nats of the total
-log-likelihood, 0 by default); otherwise the cycle falls back to
-``theta_2``, EM's own point. So with the default the accepted points never
-lose objective. ``s_max`` starts at 1 and grows by a factor of 4 each time
+least that of ``theta_0`` less ``max_decrease`` nats of the total
+log-likelihood (1 by default; with 0 the accepted points never lose
+objective); otherwise the cycle falls back to ``theta_2``, EM's own point.
+``s_max`` starts at 1 and grows by a factor of 4 each time
 a step of length ``s_max`` is accepted, and shrinks by 4 (not below 1) when
 one is rejected: the globally convergent step control of the authors' R
-package ``SQUAREM`` (``squarem2``; ``step.max0 = 1``, ``mstep = 4``; its
-``objfn.inc``, 1 by default there, is ``max_decrease``).
+package ``SQUAREM`` (``squarem2``; ``step.max0 = 1``, ``mstep = 4``,
+``objfn.inc = 1``, here ``max_decrease``).
 
 The extrapolation is in the parts' flat parametrisation
 (:func:`~mixexp.solvers.get_flat_params`: log-variances, Cholesky factors
@@ -123,7 +123,7 @@ def _fall_back(gate, experts, pending, step_max, verbose, label, n_iter):
 
 
 def run_squarem(
-    gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, polish=True, max_decrease=0.0
+    gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, polish=True, max_decrease=1.0
 ):
     """Run SQUAREM-accelerated EM from the parts' current parameters.
 
@@ -155,14 +155,14 @@ def run_squarem(
     polish : bool, default=True
         Passed to :func:`~mixexp.solvers.run_em` (the top-K gate's search
         before EM stops).
-    max_decrease : float, default=0.0
+    max_decrease : float, default=1.0
         An extrapolation is kept when the objective after its stabilising EM
         step is at least ``theta0``'s minus this many nats of the *total*
         penalised log-likelihood (``max_decrease / sum(sample_weight)`` on
-        the mean objective). 0 keeps every cycle monotone, like EM; the R
-        package's default (``objfn.inc = 1``) is 1, which accepts the small
-        losses that extrapolations along flat directions of over-fitted
-        likelihoods make and rejects fewer of them.
+        the mean objective). The default is the R package's (``objfn.inc =
+        1``): it accepts the small losses that extrapolations along the flat
+        directions of over-fitted likelihoods make, and rejects far fewer of
+        them; 0 keeps every cycle monotone, like EM.
 
     Returns
     -------

@@ -61,6 +61,12 @@ class GateSpec:
     fit: object = None
 
 
+def _default_max_decrease():
+    from .._estimators import MixtureOfExpertsRegressor
+
+    return MixtureOfExpertsRegressor().squarem_max_decrease
+
+
 def _em_fit(X, y, n_experts, start, spec, seed):
     """Fit MixtureOfExpertsRegressor by EM, from ``start`` models (near truth) or k-means."""
     from .._estimators import MixtureOfExpertsRegressor
@@ -551,6 +557,14 @@ def rate_experiment(
     }
     if tol_scale != "mean":  # (absent from the settings of the default, as before it existed)
         settings["tol_scale"] = tol_scale
+    if solver == "squarem":
+        # SQUAREM's acceptance slack, named whatever set it; absent when 0, the only value
+        # before the parameter existed, so those checkpoints stay valid and others refuse them
+        params = dict(spec.estimator_params)
+        slack = float(params.pop("squarem_max_decrease", _default_max_decrease()))
+        settings["estimator_params"] = params
+        if slack != 0.0:
+            settings["squarem_max_decrease"] = slack
     cells = [(n, r) for n in n_grid for r in range(int(n_replicates))]
     columns = _rate_columns(n_experts, GATE_SPECS[gate_name].parameters)
     return _run_cells(

@@ -161,15 +161,23 @@ SOFTMAX_SETTINGS = {
     },
 }
 
+#: ``estimator_params`` of the converged sweeps: SQUAREM keeping only extrapolations that
+#: lose no objective (``squarem_max_decrease=0``), the scheme before the default became
+#: the R package's 1 nat; the committed notebooks' converged fits were made with it.
+SQUAREM_MONOTONE = {"squarem_max_decrease": 0.0}
+
 #: The over-fitted softmax sweeps run to convergence: SQUAREM (the same EM steps,
 #: extrapolated) until one step changes the *total* log-likelihood by less than
 #: 1e-7 nats (``tol_scale="total"``), at most 20000 EM steps. The sample sizes of
 #: :data:`SOFTMAX_SETTINGS` and its seeds, so the samples and starts are the same.
+#: SQUAREM with ``squarem_max_decrease=0`` (every extrapolation monotone), the
+#: scheme the committed notebook's fits were run with (:data:`SQUAREM_MONOTONE`).
 SOFTMAX_CONVERGED_SETTINGS = {
     "quick": {**SOFTMAX_SETTINGS["quick"], "n_grid": [1000, 2000, 4000, 8000], "n_replicates": 6,
-              "solver": "squarem", "tol": 1e-7, "tol_scale": "total", "max_iter": 20000},
+              "solver": "squarem", "tol": 1e-7, "tol_scale": "total", "max_iter": 20000,
+              "estimator_params": SQUAREM_MONOTONE},
     "full": {**SOFTMAX_SETTINGS["full"], "n_replicates": 40, "solver": "squarem", "tol": 1e-7,
-             "tol_scale": "total", "max_iter": 20000},
+             "tol_scale": "total", "max_iter": 20000, "estimator_params": SQUAREM_MONOTONE},
 }  # fmt: skip
 
 
@@ -190,9 +198,10 @@ def softmax_rate_tables(
     settings : dict
         ``n_grid``, ``n_replicates``, ``n_init``, ``max_iter``, ``tol`` and
         optionally ``n_replicates_exact``, the replicates for K = 2, whose fits
-        are cheap (see :data:`SOFTMAX_SETTINGS`), and ``solver`` and
-        ``tol_scale`` of :func:`~mixexp.theory.rate_experiment` (default
-        ``"em"`` and ``"mean"``; see :data:`SOFTMAX_CONVERGED_SETTINGS`).
+        are cheap (see :data:`SOFTMAX_SETTINGS`), and ``solver``,
+        ``tol_scale`` and ``estimator_params`` of
+        :func:`~mixexp.theory.rate_experiment` (default ``"em"``, ``"mean"``
+        and none; see :data:`SOFTMAX_CONVERGED_SETTINGS`).
     n_experts : tuple of int, default=(2, 3, 4)
     n_jobs : int, default=None
     random_state : int, default=0
@@ -225,6 +234,7 @@ def softmax_rate_tables(
             tol=settings["tol"],
             solver=settings.get("solver", "em"),
             tol_scale=settings.get("tol_scale", "mean"),
+            estimator_params=settings.get("estimator_params"),
             n_jobs=n_jobs,
             random_state=random_state + K,
             progress=progress,
@@ -665,13 +675,15 @@ GAUSSIAN_SETTINGS = {
 
 #: Notebook 02's sweeps run to convergence: SQUAREM (the same EM steps,
 #: extrapolated) to the tolerance of :data:`GAUSSIAN_SETTINGS` (1e-10 on the mean
-#: log-likelihood in the full run), with room for 20000 EM steps; the same samples
-#: and starts (seeds) as the EM sweeps, many of whose fits at n >= 31623 stop at
-#: max_iter instead.
+#: log-likelihood in the full run), with room for 20000 EM steps, and the paper's
+#: 20 replicates; replicates 0-11 are the samples and starts (seeds) of the EM
+#: sweeps, many of whose fits at n >= 31623 stop at max_iter instead. Monotone
+#: SQUAREM (:data:`SQUAREM_MONOTONE`), as the committed notebook's fits were run.
 GAUSSIAN_CONVERGED_SETTINGS = {
-    "quick": {**GAUSSIAN_SETTINGS["quick"], "solver": "squarem"},
-    "full": {**GAUSSIAN_SETTINGS["full"], "solver": "squarem", "max_iter": 20000},
-}
+    "quick": {**GAUSSIAN_SETTINGS["quick"], "solver": "squarem", "estimator_params": SQUAREM_MONOTONE},
+    "full": {**GAUSSIAN_SETTINGS["full"], "solver": "squarem", "max_iter": 20000, "n_replicates": 20,
+             "estimator_params": SQUAREM_MONOTONE},
+}  # fmt: skip
 
 
 def gaussian_rate_tables(
@@ -689,8 +701,8 @@ def gaussian_rate_tables(
     ----------
     settings : dict
         ``n_grid``, ``n_replicates``, ``max_iter``, ``tol`` (see :data:`GAUSSIAN_SETTINGS`),
-        optionally ``solver`` and ``tol_scale`` of :func:`~mixexp.theory.rate_experiment`
-        (default ``"em"`` and ``"mean"``).
+        optionally ``solver``, ``tol_scale`` and ``estimator_params`` of
+        :func:`~mixexp.theory.rate_experiment` (default ``"em"``, ``"mean"`` and none).
         ``n_replicates`` is an int, or a dict ``{"default": int, n: int, ...}`` giving some
         sample sizes another number of replicates (replicate ``r`` at ``n`` is the same fit
         whatever the counts, so the cells of a checkpoint are reused).
@@ -723,6 +735,7 @@ def gaussian_rate_tables(
                 tol=settings["tol"],
                 solver=settings.get("solver", "em"),
                 tol_scale=settings.get("tol_scale", "mean"),
+                estimator_params=settings.get("estimator_params"),
                 n_jobs=n_jobs,
                 random_state=random_state + i,
                 progress=progress,
