@@ -246,7 +246,12 @@ mixexp's one-Newton-step EM share the same rate (Lange 1995); exact EM only
 differs in the transient. L-BFGS, which builds up curvature information of the
 observed likelihood, needs a roughly constant number of passes whatever the
 overlap, so it wins by a growing margin when the experts overlap, while EM's
-iterations are monotone and need no line search.
+iterations are monotone and need no line search. SQUAREM, the same EM steps
+extrapolated, sits in between: as fast as EM or faster when the experts are
+well separated (9 to 26 passes where L-BFGS needs 26 to 28), and 113 passes
+against EM's 1115 and L-BFGS's 30 at $\\delta = 1.25$, where EM's rate is
+0.993. It keeps EM's M-steps (closed forms, no line search), so it needs no
+gradient, and its passes grow with the overlap far more slowly than EM's.
 """),
         md("""
 ## Run time
