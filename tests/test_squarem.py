@@ -14,6 +14,7 @@ from mixexp.solvers import Design, get_flat_params, run_em, run_squarem, set_fla
 from mixexp.solvers._gradient import flat_bounds
 from mixexp.solvers._squarem import STEP_FACTOR, STEP_MAX0, squarem_step
 from mixexp.theory import aistats2024_model, neurips2023_model
+from mixexp.theory.convergence import _CountingExperts  # wraps experts.log_prob, counts the calls
 
 from .test_solvers import _estimator, _NoGradientFamily, _simulate
 
@@ -377,19 +378,6 @@ def test_squarem_needs_the_flat_interface():
         _estimator(_NoGradientFamily, solver="squarem").fit(X, y)
 
 
-class _PassCounter:
-    """Wraps ``experts.log_prob``: the unfused E-step pass calls it once per pass."""
-
-    def __init__(self, experts):
-        self.count = 0
-        self._log_prob = experts.log_prob
-        experts.log_prob = self
-
-    def __call__(self, *args, **kwargs):
-        self.count += 1
-        return self._log_prob(*args, **kwargs)
-
-
 def test_passes_over_the_data_are_counted():
     # Student-t experts have no fused pass: each pass calls log_prob once, which counts them
     # independently of the solvers' own bookkeeping; three experts for two make EM slow and
@@ -399,11 +387,11 @@ def test_passes_over_the_data_are_counted():
                                     max_iter=5000)
     gate, experts, data = _setup(est, X, y)
     start = copy.deepcopy((gate, experts))
-    counter = _PassCounter(experts)
+    counter = _CountingExperts(experts)
     em = run_em(gate, experts, data, est.max_iter, est.tol)
     assert em.n_passes == counter.count == em.n_iter + 1
     gate, experts = start
-    counter = _PassCounter(experts)
+    counter = _CountingExperts(experts)
     sq = run_squarem(gate, experts, data, est.max_iter, est.tol)
     assert sq.converged and min(sq.extrapolations) > 0
     assert sq.n_passes == counter.count
