@@ -544,7 +544,7 @@ print("converged fits: slope of the median loss over three consecutive sample si
 print(pd.DataFrame(rows).T.to_string())
 """),
     md(r"""
-## Analysis (full run: $n$ = 100 to $10^5$; EM 12 replicates, one step and SQUAREM 20; d = 2 also $n = 316228$)
+## Analysis (full run: $n$ = 100 to $10^5$; EM 12 replicates, one step and SQUAREM 20)
 
 **Measured slopes** (95% percentile bootstrap interval), beside the paper's
 $[-0.517, -0.502]$ and the target band $[-0.55, -0.45]$ (bold: inside the

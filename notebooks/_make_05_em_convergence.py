@@ -13,25 +13,15 @@ ipykernel and matplotlib (the ``test`` extra) and an importable mixexp
 """
 
 import sys
-import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _nbtools import code, execute, md, notebook  # noqa: E402
+
 PATH = HERE / "05_em_convergence.ipynb"
 #: the parameter cell's first line; tests/test_notebooks.py switches it to the quick run
 QUICK_LINE = "QUICK = {quick}  # True: the quick run the tests execute; False: the full run (a few minutes)"
-
-
-def md(text):
-    return new_markdown_cell(text.strip("\n"))
-
-
-def code(text):
-    return new_code_cell(text.strip("\n"))
 
 
 def cells(quick):
@@ -263,22 +253,11 @@ print(f"em_convergence over {len(results)} problems: {seconds:.1f} s ({'quick' i
 
 
 def build(quick):
-    nb = new_notebook(cells=cells(quick))
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return notebook(cells(quick))
 
 
 def main(quick=False):
-    nb = build(quick)
-    client = NotebookClient(
-        nb, timeout=3600, kernel_name="python3", record_timing=False,
-        resources={"metadata": {"path": str(HERE)}},
-    )  # fmt: skip
-    start = time.perf_counter()
-    client.execute()
-    nbformat.write(nb, PATH)
-    print(f"wrote {PATH} ({time.perf_counter() - start:.0f} s)")
+    execute(build(quick), PATH)
 
 
 if __name__ == "__main__":
