@@ -9,22 +9,14 @@ It needs nbformat, nbclient, ipykernel and matplotlib (the ``test`` extra) and
 an importable mixexp (``pip install -e .``).
 """
 
+import sys
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _nbtools import code, execute, md, notebook  # noqa: E402
+
 PATH = HERE / "01_quickstart.ipynb"
-
-
-def md(text):
-    return new_markdown_cell(text.strip("\n"))
-
-
-def code(text):
-    return new_code_cell(text.strip("\n"))
 
 
 CELLS = [
@@ -277,24 +269,14 @@ print(resp[:5])
 
 
 def build():
-    nb = new_notebook(cells=CELLS)
+    nb = notebook(CELLS)
     for i, cell in enumerate(nb.cells):
         cell.id = f"cell-{i:02d}"  # stable ids keep regenerated notebooks diff-friendly
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
     return nb
 
 
 def main():
-    nb = build()
-    client = NotebookClient(
-        nb, timeout=600, kernel_name="python3", record_timing=False,
-        resources={"metadata": {"path": str(HERE)}},
-    )
-    client.execute()
-    nbformat.validate(nb)
-    nbformat.write(nb, PATH)
-    print(f"wrote {PATH}")
+    execute(build(), PATH, timeout=600)
 
 
 if __name__ == "__main__":
