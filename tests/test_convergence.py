@@ -141,6 +141,21 @@ def test_squarem_trajectory_from_the_same_start(overlapping):
     assert "squarem" in str(result)
 
 
+def test_squarem_run_takes_the_estimators_slack(monkeypatch):
+    import mixexp.theory.convergence as module
+
+    seen, original = [], module.run_squarem
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["max_decrease"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "run_squarem", spy)
+    X, y = _problem(3.0, n_samples=500)
+    result = em_convergence(_estimator(squarem_max_decrease=0.0), X, y, gradient=False)
+    assert seen == [0.0] and result.passes["squarem"] > 0
+
+
 def test_constant_gate_and_no_gradient_run():
     # a mixture of regressions (mixing weights free of x), without the L-BFGS run
     X, y = _problem(3.0, n_samples=1000, seed=1)

@@ -437,9 +437,10 @@ def em_convergence(
     gradient : bool, default=True
         Also run L-BFGS from the same start.
     squarem : bool, default=True
-        Also run SQUAREM (:func:`mixexp.solvers.run_squarem`) from the same
-        start. Its passes include those at extrapolated points and those of
-        rejected extrapolations.
+        Also run SQUAREM (:func:`mixexp.solvers.run_squarem`, with the
+        estimator's ``squarem_max_decrease``) from the same start. Its passes
+        include those at extrapolated points and those of rejected
+        extrapolations.
     step : float, default=1e-5
         Relative step of the central differences of the gradients, for the
         information matrices (``step * max(1, |theta_j|)``).
@@ -606,7 +607,9 @@ def em_convergence(
                 return True
             return len(thetas) > 1 and bool(np.linalg.norm(thetas[-1] - thetas[-2]) < settle)
 
-        run = run_squarem(gate, experts, data, int(max_iter), 0.0, hook=squarem_hook)
+        run = run_squarem(
+            gate, experts, data, int(max_iter), 0.0, hook=squarem_hook, max_decrease=est.squarem_max_decrease
+        )
         reached = bool(np.linalg.norm(thetas[-1] - theta_hat) < window[0])
         record("squarem", thetas, passes=run.n_passes if reached else -1)
 
