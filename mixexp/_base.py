@@ -40,6 +40,7 @@ from .solvers import (
     run_minibatch,
     run_squarem,
 )
+from .solvers._squarem import MAX_DECREASE
 
 _INIT_METHODS = ("auto", "kmeans", "random", "random_subsets")
 #: init="auto": one k-means start and AUTO_N_INIT - 1 random-subsets starts,
@@ -177,7 +178,7 @@ class BaseMixtureOfExperts(BaseEstimator, metaclass=ABCMeta):
         n_iter_no_change=10,
         shuffle=True,
         online_alpha=0.6,
-        squarem_max_decrease=1.0,
+        squarem_max_decrease=MAX_DECREASE,
         record_history=False,
         callback=None,
         n_jobs=None,

@@ -29,6 +29,7 @@ from .experts import EXPERT_FAMILIES, MultinomialExperts
 from .gates import TopKSoftmaxGate
 from .gates._topk import selected_expert_means
 from .solvers._online import partial_fit_estimator, supports_partial_fit
+from .solvers._squarem import MAX_DECREASE
 
 _FAMILY_METHODS = ["log_prob", "m_step", "mean", "n_parameters"]
 
@@ -462,7 +463,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         n_iter_no_change=10,
         shuffle=True,
         online_alpha=0.6,
-        squarem_max_decrease=1.0,
+        squarem_max_decrease=MAX_DECREASE,
         record_history=False,
         callback=None,
         n_jobs=None,
@@ -1276,7 +1277,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         n_iter_no_change=10,
         shuffle=True,
         online_alpha=0.6,
-        squarem_max_decrease=1.0,
+        squarem_max_decrease=MAX_DECREASE,
         record_history=False,
         callback=None,
         n_jobs=None,

@@ -49,6 +49,9 @@ from ._gradient import flat_bounds, get_flat_params, set_flat_params
 #: SQUAREM's step control: first largest step length, and its growth/shrink factor
 STEP_MAX0 = 1.0
 STEP_FACTOR = 4.0
+#: the default acceptance slack, nats of the total objective (the R package's ``objfn.inc``);
+#: also the estimators' ``squarem_max_decrease`` default and what rate_experiment records
+MAX_DECREASE = 1.0
 
 
 def squarem_step(theta0, theta1, theta2, step_max):
@@ -123,7 +126,7 @@ def _fall_back(gate, experts, pending, step_max, verbose, label, n_iter):
 
 
 def run_squarem(
-    gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, polish=True, max_decrease=1.0
+    gate, experts, data, max_iter, tol, verbose=0, label="", hook=None, polish=True, max_decrease=MAX_DECREASE
 ):
     """Run SQUAREM-accelerated EM from the parts' current parameters.
 
@@ -200,7 +203,7 @@ def run_squarem(
         n_steps = min(3 if extrapolated else 2, budget)
         rec = _Recorder(gate, experts, history, hook, n_iter, record_start=first,
                         threshold=pending[1] - slack if extrapolated else None)
-        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        with np.errstate(all="ignore"):
             try:
                 result = run_em(gate, experts, data, n_steps, tol, hook=rec, polish=polish)
             except (ValueError, FloatingPointError, np.linalg.LinAlgError):
@@ -244,7 +247,7 @@ def run_squarem(
             print(f"{label}iter {n_iter:4d}  mean log-lik {rec.bounds[-1]:.8f}  step {s:.3g}")
         pending = (theta, rec.bounds[-3], theta2, rec.bounds[-1], s)
         try:
-            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            with np.errstate(all="ignore"):
                 set_flat_params(gate, experts, theta)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             # not a valid model in floating point (a far step can make a Gaussian gate's

@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
+from ..solvers._squarem import MAX_DECREASE
 from . import losses as _losses
 from ._tables import append_row, as_columns, read_rows, rows_to_table
 
@@ -59,12 +60,6 @@ class GateSpec:
     cell_errors: object
     parameters: tuple
     fit: object = None
-
-
-def _default_max_decrease():
-    from .._estimators import MixtureOfExpertsRegressor
-
-    return MixtureOfExpertsRegressor().squarem_max_decrease
 
 
 def _em_fit(X, y, n_experts, start, spec, seed):
@@ -561,7 +556,7 @@ def rate_experiment(
         # SQUAREM's acceptance slack, named whatever set it; absent when 0, the only value
         # before the parameter existed, so those checkpoints stay valid and others refuse them
         params = dict(spec.estimator_params)
-        slack = float(params.pop("squarem_max_decrease", _default_max_decrease()))
+        slack = float(params.pop("squarem_max_decrease", MAX_DECREASE))
         settings["estimator_params"] = params
         if slack != 0.0:
             settings["squarem_max_decrease"] = slack

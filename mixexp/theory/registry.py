@@ -181,6 +181,15 @@ SOFTMAX_CONVERGED_SETTINGS = {
 }  # fmt: skip
 
 
+def _solver_options(settings):
+    """The :func:`~mixexp.theory.rate_experiment` options a sweep's settings may set, with their defaults."""
+    return {
+        "solver": settings.get("solver", "em"),
+        "tol_scale": settings.get("tol_scale", "mean"),
+        "estimator_params": settings.get("estimator_params"),
+    }
+
+
 def softmax_rate_tables(
     settings,
     n_experts=(2, 3, 4),
@@ -232,9 +241,7 @@ def softmax_rate_tables(
             split=split,
             max_iter=settings["max_iter"],
             tol=settings["tol"],
-            solver=settings.get("solver", "em"),
-            tol_scale=settings.get("tol_scale", "mean"),
-            estimator_params=settings.get("estimator_params"),
+            **_solver_options(settings),
             n_jobs=n_jobs,
             random_state=random_state + K,
             progress=progress,
@@ -733,9 +740,7 @@ def gaussian_rate_tables(
                 init="near_truth",
                 max_iter=settings["max_iter"],
                 tol=settings["tol"],
-                solver=settings.get("solver", "em"),
-                tol_scale=settings.get("tol_scale", "mean"),
-                estimator_params=settings.get("estimator_params"),
+                **_solver_options(settings),
                 n_jobs=n_jobs,
                 random_state=random_state + i,
                 progress=progress,
